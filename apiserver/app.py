@@ -1,0 +1,344 @@
+"""The apiserver process: storage, watch cache, REST store, HTTP app, bootstrap objects.
+
+This module only wires parts together (the composition root of ``keelson apiserver``);
+behaviour lives in the parts. Start-up order matters and is kept here in one place:
+PKI and kubeconfig -> storage -> watch cache (initial list) -> bootstrap namespaces and
+the ``kubernetes`` Service -> HTTPS listener -> controllers. ``/readyz`` is 200 only
+once all of that has happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from apiclient.meta import utc_now
+from apiserver import patch as patching
+from apiserver import status
+from apiserver.admission.allocators import ClusterIPAllocator, NodePortAllocator
+from apiserver.auth import pki as pki_mod
+from apiserver.auth.authn import Authenticator, auth_middleware
+from apiserver.handlers import request as req
+from apiserver.handlers.discovery import DiscoveryHandler
+from apiserver.handlers.resources import ResourceHandler
+from apiserver.handlers.subresources import KubeletClient
+from apiserver.metrics import APIServerMetrics
+from apiserver.registry import Registry, ResourceType
+from apiserver.rest import RestStore
+from apiserver.storage.interface import Storage
+from apiserver.storage.sqlite import SQLiteStorage
+from apiserver.storage.watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+
+
+class ConfigError(Exception):
+    """A flag value that cannot work; reported as one line, exit code 2."""
+
+
+@dataclass
+class APIServerOptions:
+    data_dir: Path
+    secure_port: int = 6443
+    bind_address: str = "0.0.0.0"
+    storage: str = ""  # default sqlite:///DATA_DIR/state.db
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    cluster_cidr: str = "10.244.0.0/16"
+    service_node_port_range: str = "30000-32767"
+    disable_controllers: bool = False
+    token_auth_file: Path | None = None
+    extra_sans: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for flag, value in (("--service-cluster-ip-range", self.service_cluster_ip_range),
+                            ("--cluster-cidr", self.cluster_cidr)):
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {flag} {value!r}: {exc}") from None
+        if not 0 < self.secure_port < 65536:
+            raise ConfigError(f"invalid --secure-port {self.secure_port}: must be 1-65535")
+
+
+def open_storage(url: str, data_dir: Path) -> Storage:
+    if not url:
+        url = f"sqlite:///{data_dir / 'state.db'}"
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = Path(parsed.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStorage(path)
+    if parsed.scheme == "etcd":
+        raise ConfigError("the etcd storage backend is not available yet; use sqlite:///PATH")
+    raise ConfigError(f"unsupported --storage {url!r}: use sqlite:///PATH or etcd://HOST:PORT")
+
+
+def make_patcher() -> Any:
+    def apply(rt: ResourceType, old: Obj, patch_type: str, body: Any) -> Obj:
+        try:
+            if patch_type == "json":
+                return patching.apply_json_patch(old, body)
+            if patch_type == "merge":
+                return patching.apply_merge_patch(old, body)
+            return patching.apply_strategic_merge_patch(
+                old, body, api_version=rt.group_version, kind=rt.kind)
+        except patching.PatchError as exc:
+            raise status.StatusError(422, "Invalid", f"the patch could not be applied: {exc}"
+                                     ) from None
+    return apply
+
+
+def _index_fields(registry: Registry) -> Any:
+    by_prefix = {rt.prefix: rt for rt in registry.resources}
+
+    def index(prefix: str, obj: Obj) -> dict[str, str]:
+        return by_prefix[prefix].selectable_fields(obj)
+
+    return index
+
+
+@web.middleware
+async def status_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure leaves as a Kubernetes Status; nothing else escapes."""
+    try:
+        return await handler(request)
+    except status.StatusError as exc:
+        return req.json_response(exc.to_status(), code=exc.code)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            error = status.StatusError(404, "NotFound",
+                                       "the server could not find the requested resource")
+        elif exc.status == 405:
+            error = status.method_not_allowed(request.method)
+        else:
+            error = status.StatusError(exc.status, exc.reason, exc.text or exc.reason)
+        return req.json_response(error.to_status(), code=error.code)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the server keeps serving; the client gets a 500 Status
+        log.exception("internal error serving %s %s", request.method, request.path)
+        return req.json_response(status.internal(str(exc)).to_status(), code=500)
+
+
+class APIServer:
+    def __init__(self, options: APIServerOptions) -> None:
+        options.validate()
+        self.options = options
+        self.registry = Registry()
+        self.metrics = APIServerMetrics()
+        self.storage = open_storage(options.storage, options.data_dir)
+        try:
+            self.service_ips = ClusterIPAllocator(self.storage, options.service_cluster_ip_range)
+            self.node_ports = NodePortAllocator(self.storage, options.service_node_port_range)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.cache = WatchCache(self.storage, prefixes=[r.prefix for r in self.registry.resources],
+                                index_fields=_index_fields(self.registry))
+        self.store = RestStore(self.storage, self.registry, service_ips=self.service_ips,
+                               node_ports=self.node_ports, patcher=make_patcher())
+        self.kubelet: KubeletClient | None = None
+        self.ready = False
+        self.kubeconfig: Path | None = None
+        self._runner: web.AppRunner | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        opts = self.options
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        addresses = pki_mod.node_addresses()
+        first_service_ip = str(next(ipaddress.ip_network(opts.service_cluster_ip_range).hosts()))
+        pki = await asyncio.to_thread(
+            pki_mod.ensure_pki, opts.data_dir,
+            hostnames=[socket.gethostname().lower(), *opts.extra_sans],
+            ips=[*addresses, first_service_ip])
+        self.kubeconfig = await asyncio.to_thread(pki_mod.ensure_admin_kubeconfig, opts.data_dir,
+                                                  pki, port=opts.secure_port)
+        kubelet_cert = opts.data_dir / "pki" / "apiserver-kubelet-client.crt"
+        kubelet_key = opts.data_dir / "pki" / "apiserver-kubelet-client.key"
+        if not kubelet_cert.exists():
+            cert, key = pki_mod.issue_client_cert(pki, common_name="kube-apiserver-kubelet-client",
+                                                  groups=["system:masters"])
+            kubelet_key.write_bytes(key)
+            kubelet_key.chmod(0o600)
+            kubelet_cert.write_bytes(cert)
+        self.kubelet = KubeletClient(cert_file=str(kubelet_cert), key_file=str(kubelet_key))
+
+        await self.storage.open()
+        await self.cache.start()
+        await self.cache.wait_until_ready()
+        self.metrics.watch_storage(self._object_counts)
+        await self._bootstrap(addresses[0] if addresses else "127.0.0.1", first_service_ip)
+
+        app = self.make_app(authenticator=Authenticator(token_file=opts.token_auth_file))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, opts.bind_address, opts.secure_port,
+                           ssl_context=pki_mod.server_ssl_context(pki), backlog=1024)
+        await site.start()
+        self.ready = True
+        log.info("apiserver serving on https://%s:%d", opts.bind_address, opts.secure_port)
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.kubelet is not None:
+            await self.kubelet.close()
+        await self.cache.stop()
+        await self.storage.close()
+
+    def add_background(self, task: asyncio.Task[None]) -> None:
+        self._background.append(task)
+
+    def _object_counts(self) -> dict[str, int]:
+        counts = {}
+        for rt in self.registry.resources:
+            name = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+            counts[name] = self.cache.count(rt.prefix)
+        return counts
+
+    # --- bootstrap -------------------------------------------------------------------
+
+    async def _ensure(self, rt: ResourceType, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if await self.storage.get(rt.key(meta.get("namespace"), meta["name"])) is None:
+            with contextlib.suppress(status.StatusError):
+                await self.store.create(rt, meta.get("namespace"), obj)
+
+    async def _bootstrap(self, node_ip: str, service_ip: str) -> None:
+        """System namespaces and the ``kubernetes`` Service, as kube-apiserver creates them."""
+        namespaces = self.registry.lookup("", "v1", "namespaces")
+        services = self.registry.lookup("", "v1", "services")
+        endpoints = self.registry.lookup("", "v1", "endpoints")
+        slices = self.registry.lookup("discovery.k8s.io", "v1", "endpointslices")
+        assert namespaces and services and endpoints and slices
+        for name in SYSTEM_NAMESPACES:
+            await self._ensure(namespaces, {"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": name}})
+        labels = {"component": "apiserver", "provider": "kubernetes"}
+        port = self.options.secure_port
+        await self._ensure(services, {
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+            "spec": {"type": "ClusterIP", "clusterIP": service_ip,
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": port}]}})
+        await self._ensure(endpoints, {
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": node_ip}],
+                         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
+        await self._ensure(slices, {
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes",
+                                    "endpointslice.kubernetes.io/managed-by":
+                                        "keelson-apiserver"},
+                         "annotations": {"endpoints.kubernetes.io/last-change-trigger-time":
+                                         utc_now()}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True,
+                                                                  "serving": True,
+                                                                  "terminating": False}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    def make_app(self, *, authenticator: Authenticator) -> web.Application:
+        assert self.kubelet is not None
+        resources = ResourceHandler(registry=self.registry, store=self.store, cache=self.cache,
+                                    metrics=self.metrics, kubelet_client=self.kubelet)
+        discovery = DiscoveryHandler(self.registry,
+                                     server_address=f"{self.options.bind_address}:"
+                                                    f"{self.options.secure_port}")
+        app = web.Application(
+            middlewares=[self._metrics_middleware(), status_middleware,
+                         auth_middleware(authenticator, public_paths=PUBLIC_PATHS)],
+            client_max_size=req.MAX_BODY_BYTES + 1)
+        app.add_routes(discovery.routes())
+        app.add_routes([
+            web.get("/healthz", self._health), web.get("/livez", self._health),
+            web.get("/readyz", self._readyz), web.get("/metrics", self._metrics),
+            web.route("*", "/api/v1/{tail:.+}", resources.handle),
+            web.route("*", "/apis/{group}/{version}/{tail:.+}", resources.handle),
+        ])
+        return app
+
+    def _metrics_middleware(self) -> Any:
+        metrics = self.metrics
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+            kind = "readOnly" if request.method in ("GET", "HEAD") else "mutating"
+            gauge = metrics.inflight.labels(kind)
+            gauge.inc()
+            started = time.perf_counter()
+            code = 500
+            try:
+                response = await handler(request)
+                code = response.status
+                return response
+            finally:
+                gauge.dec()
+                info = request.get("info")
+                if info is not None:
+                    rt = info.resource
+                    scope = ("resource" if info.name else
+                             "namespace" if info.namespace else "cluster")
+                    labels = (info.metric_verb, rt.group, rt.version, rt.plural,
+                              info.subresource or "", scope, "apiserver")
+                    metrics.requests.labels(*labels, str(code)).inc()
+                    if info.verb != "watch":
+                        metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+
+        return middleware
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="[-]apiserver not ready\nreadyz check failed")
+        return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def run_apiserver(options: APIServerOptions, *, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set (SIGTERM/SIGINT), then shut down cleanly."""
+    server = APIServer(options)
+    await server.start()
+    print(f"keelson apiserver ready: https://{options.bind_address}:{options.secure_port} "
+          f"(kubeconfig: {server.kubeconfig})", flush=True)
+    if not options.disable_controllers:
+        from apiserver.controllers import start_controllers
+
+        for task in start_controllers(server):
+            server.add_background(task)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,432 @@
+"""HTTP handlers for every resource path: get, list, watch, create, update, patch, delete.
+
+One generic handler serves every registry entry (kube-apiserver's ``endpoints/handlers``):
+it parses the request once (:mod:`apiserver.handlers.request`), applies query options
+(selectors, pagination, dryRun, fieldValidation, DeleteOptions) and delegates object
+semantics to :class:`~apiserver.rest.RestStore`. Lists and watches are served from the
+watch cache as raw JSON bytes: a LIST joins stored bytes and a watch event is one
+bytes concatenation, so no JSON is re-encoded per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from apiclient.selectors import SelectorError, parse_field_selector, parse_label_selector
+from apiserver import openapi, status
+from apiserver.handlers import request as req
+from apiserver.handlers import subresources, table
+from apiserver.handlers.request import RequestInfo
+from apiserver.metrics import APIServerMetrics
+from apiserver.registry import Registry, ResourceType
+from apiserver.rest import DeleteOptions, RestStore
+from apiserver.storage.watchcache import CachedObject, TooOldResourceVersionError, WatchCache
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Predicate = Any
+
+WATCH_DEFAULT_TIMEOUT = 1800.0
+BOOKMARK_INTERVAL = 30.0
+CONSISTENT_READ_TIMEOUT = 3.0
+
+
+class ResourceHandler:
+    """Routes ``/api/v1/...`` and ``/apis/{group}/{version}/...`` resource requests."""
+
+    def __init__(self, *, registry: Registry, store: RestStore, cache: WatchCache,
+                 metrics: APIServerMetrics, kubelet_client: subresources.KubeletClient) -> None:
+        self.registry = registry
+        self.store = store
+        self.cache = cache
+        self.metrics = metrics
+        self.kubelet = kubelet_client
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        info = req.parse(request, self.registry)
+        request["info"] = info
+        if info.subresource is not None:
+            return await subresources.handle(self, request, info)
+        match info.verb:
+            case "get":
+                return await self.get(request, info)
+            case "list":
+                return await self.list(request, info)
+            case "watch":
+                return await self.watch(request, info)
+            case "create":
+                return await self.create(request, info)
+            case "update":
+                return await self.update(request, info)
+            case "patch":
+                return await self.patch(request, info)
+            case "delete":
+                return await self.delete(request, info)
+            case _:
+                return await self.delete_collection(request, info)
+
+    # --- reads -----------------------------------------------------------------------
+
+    def respond_object(self, request: web.Request, rt: ResourceType, obj: Obj, *,
+                       code: int = 200, warnings: list[str] | None = None) -> web.Response:
+        headers = _warning_headers(warnings)
+        if table.wants_table(request.headers.get("Accept", "")):
+            include = request.query.get("includeObject", "Metadata")
+            return req.json_response(table.table(
+                rt, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+                include=include), code=code, headers=headers)
+        return req.json_response(obj, code=code, headers=headers)
+
+    async def get(self, request: web.Request, info: RequestInfo) -> web.Response:
+        assert info.name is not None
+        obj = await self.store.get(info.resource, info.namespace, info.name)
+        return self.respond_object(request, info.resource, obj)
+
+    def _predicate(self, request: web.Request, rt: ResourceType,
+                   namespace: str | None) -> Predicate | None:
+        try:
+            labels = parse_label_selector(request.query.get("labelSelector", ""))
+            fields = parse_field_selector(request.query.get("fieldSelector", ""))
+        except SelectorError as exc:
+            raise status.bad_request(f"unable to parse requirement: {exc}") from None
+        supported = {"metadata.name", *rt.fields}
+        if rt.namespaced:
+            supported.add("metadata.namespace")
+        for name in fields.fields:
+            if name not in supported:
+                raise status.bad_request(f'field label not supported: {name}')
+        if labels.empty and fields.empty:
+            return None
+        return lambda obj: labels.matches(obj.labels) and fields.matches(obj.fields)
+
+    async def _fresh_cache(self, request: web.Request) -> None:
+        """Consistent reads from cache: wait until the cache has every committed write."""
+        rv = request.query.get("resourceVersion", "")
+        if rv == "0":
+            return
+        target = await self.store.storage.current_revision() if rv == "" else _parse_rv(rv)
+        try:
+            await self.cache.wait_for_revision(target, timeout=CONSISTENT_READ_TIMEOUT)
+        except TimeoutError:
+            raise status.timeout(f"Too large resource version: {target}, current: "
+                                 f"{self.cache.revision}") from None
+
+    async def list(self, request: web.Request, info: RequestInfo) -> web.Response:
+        rt = info.resource
+        predicate = self._predicate(request, rt, info.namespace)
+        limit = req.int_param(request, "limit") or 0
+        token = request.query.get("continue", "")
+        start_after, list_rv = _parse_continue(token) if token else (None, None)
+        if list_rv is None:
+            await self._fresh_cache(request)
+        objects, revision = self.cache.list(rt.namespace_prefix(info.namespace),
+                                            predicate=predicate)
+        if start_after is not None:
+            objects = [o for o in objects if o.key > start_after]
+        next_token = ""
+        remaining = 0
+        if limit > 0 and len(objects) > limit:
+            remaining = len(objects) - limit
+            objects = objects[:limit]
+            next_token = _make_continue(objects[-1].key, list_rv or revision)
+        rv = str(list_rv or revision)
+        if table.wants_table(request.headers.get("Accept", "")):
+            decoded = [orjson.loads(o.raw) for o in objects]
+            return req.json_response(table.table(
+                rt, decoded, resource_version=rv, continue_token=next_token,
+                include=request.query.get("includeObject", "Metadata")))
+        meta: Obj = {"resourceVersion": rv}
+        if next_token:
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = remaining
+        head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.group_version,
+                             "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(o.raw for o in objects) + b"]}"
+        return req.raw_json_response(body)
+
+    async def watch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        rt = info.resource
+        predicate = self._predicate(request, rt, info.namespace)
+        if info.name:  # /pods/{name}?watch=true is a watch with a name selector
+            predicate = _and_name(info.name, predicate)
+        prefix = rt.namespace_prefix(info.namespace)
+        timeout = req.int_param(request, "timeoutSeconds")
+        deadline = time.monotonic() + (timeout if timeout is not None else WATCH_DEFAULT_TIMEOUT)
+        bookmarks = req.is_true(request.query.get("allowWatchBookmarks"))
+        initial_events = req.is_true(request.query.get("sendInitialEvents"))
+        as_table = table.wants_table(request.headers.get("Accept", ""))
+        rv = request.query.get("resourceVersion", "")
+
+        snapshot: list[CachedObject] = []
+        if rv in ("", "0") or initial_events:
+            if rv == "":
+                await self._fresh_cache(request)
+            snapshot, start = self.cache.list(prefix, predicate=predicate)
+        else:
+            start = _parse_rv(rv)
+
+        response = web.StreamResponse(headers={"Content-Type": req.JSON,
+                                               "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        try:
+            watcher = self.cache.watch(prefix, from_revision=start, predicate=predicate)
+        except TooOldResourceVersionError as exc:
+            await response.prepare(request)
+            error = status.gone(f"too old resource version: {exc.requested} ({exc.oldest})")
+            await response.write(orjson.dumps({"type": "ERROR", "object": error.to_status()})
+                                 + b"\n")
+            return response
+
+        await response.prepare(request)
+        encoder = _EventEncoder(rt, as_table=as_table)
+        last_sent = start
+        try:
+            for obj in snapshot:
+                await response.write(encoder.event("ADDED", obj))
+                self.metrics.watch_events.labels(rt.group, rt.version, rt.kind).inc()
+            if initial_events:
+                await response.write(_bookmark(rt, start, initial_end=True))
+            next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+            iterator = aiter(watcher)
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark) - now
+                try:
+                    event = await asyncio.wait_for(anext(iterator), timeout=wait)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        last_sent = max(last_sent, self.cache.revision)
+                        await response.write(_bookmark(rt, last_sent))
+                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+                    continue
+                last_sent = event.obj.resource_version
+                await response.write(encoder.event(event.type, event.obj))
+                self.metrics.watch_events.labels(rt.group, rt.version, rt.kind).inc()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            watcher.close()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    # --- writes ----------------------------------------------------------------------
+
+    def check_fields(self, request: web.Request, rt: ResourceType, obj: Obj,
+                     *, api_version: str | None = None) -> list[str]:
+        """Type errors are 400; unknown fields are 400 under Strict, warnings otherwise."""
+        api_version = api_version or rt.group_version
+        type_errors = openapi.find_type_errors(api_version, rt.kind, obj)
+        if type_errors:
+            details = "; ".join(f"{path}: {message}" for path, message in type_errors)
+            raise status.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled '
+                                     f"as a {rt.kind}: {details}")
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise status.bad_request(f"fieldValidation parameter unsupported: {mode}")
+        if mode == "Ignore":
+            return []
+        unknown = openapi.find_unknown_fields(api_version, rt.kind, obj)
+        if unknown and mode == "Strict":
+            raise status.bad_request("strict decoding error: " + ", ".join(
+                f'unknown field "{path}"' for path in unknown))
+        return [f'unknown field "{path}"' for path in unknown]
+
+    def _check_type_meta(self, rt: ResourceType, obj: Obj) -> None:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if api_version and api_version != rt.group_version:
+            raise status.bad_request(f"the API version in the data ({api_version}) does not "
+                                     f"match the expected API version ({rt.group_version})")
+        if kind and kind != rt.kind:
+            raise status.bad_request(f"the kind in the data ({kind}) does not match the "
+                                     f"expected kind ({rt.kind})")
+
+    async def create(self, request: web.Request, info: RequestInfo) -> web.Response:
+        rt = info.resource
+        if info.name is not None:
+            raise status.method_not_allowed("POST")
+        obj = await req.read_object(request)
+        self._check_type_meta(rt, obj)
+        warnings = self.check_fields(request, rt, obj)
+        created = await self.store.create(rt, info.namespace, obj,
+                                          dry_run=_dry_run(request))
+        return self.respond_object(request, rt, created, code=201, warnings=warnings)
+
+    async def update(self, request: web.Request, info: RequestInfo, *,
+                     subresource: str | None = None) -> web.Response:
+        rt = info.resource
+        if info.name is None:
+            raise status.method_not_allowed("PUT")
+        obj = await req.read_object(request)
+        self._check_type_meta(rt, obj)
+        warnings = self.check_fields(request, rt, obj)
+        result = await self.store.update(rt, info.namespace, info.name, obj,
+                                         subresource=subresource, dry_run=_dry_run(request))
+        return self.respond_object(request, rt, result.obj, code=201 if result.created else 200,
+                                   warnings=warnings)
+
+    async def read_patch(self, request: web.Request) -> tuple[str, Any]:
+        content_type = req.media_type(request)
+        patch_type = req.PATCH_TYPES.get(content_type)
+        if patch_type is None:
+            raise status.unsupported_media_type(content_type)
+        if patch_type == "apply":
+            raise status.StatusError(415, "UnsupportedMediaType",
+                                     "server-side apply is not supported yet; use "
+                                     "client-side `kubectl apply` (the default)")
+        return patch_type, req.decode(await req.read_body(request), content_type)
+
+    async def patch(self, request: web.Request, info: RequestInfo, *,
+                    subresource: str | None = None) -> web.Response:
+        rt = info.resource
+        if info.name is None:
+            raise status.method_not_allowed("PATCH")
+        patch_type, patch = await self.read_patch(request)
+        warnings: list[str] = []
+
+        def checked_patch(rt_: ResourceType, old: Obj, kind: str, body: Any) -> Obj:
+            new = self.store.patcher(rt_, old, kind, body)
+            warnings[:] = self.check_fields(request, rt_, new)
+            return new
+
+        obj = await self.store.patch(rt, info.namespace, info.name, patch_type, patch,
+                                     subresource=subresource, dry_run=_dry_run(request),
+                                     patcher=checked_patch)
+        return self.respond_object(request, rt, obj, warnings=warnings)
+
+    async def delete(self, request: web.Request, info: RequestInfo) -> web.Response:
+        assert info.name is not None
+        options = await _delete_options(request)
+        obj = await self.store.delete(info.resource, info.namespace, info.name, options)
+        return req.json_response(obj)
+
+    async def delete_collection(self, request: web.Request, info: RequestInfo
+                                ) -> web.Response:
+        rt = info.resource
+        options = await _delete_options(request)
+        predicate = self._predicate(request, rt, info.namespace)
+        await self._fresh_cache(request)
+        objects, _ = self.cache.list(rt.namespace_prefix(info.namespace), predicate=predicate)
+        deleted = []
+        for cached in objects:
+            try:
+                deleted.append(await self.store.delete(rt, cached.namespace or None, cached.name,
+                                                       options))
+            except status.StatusError as exc:
+                if exc.code != 404:
+                    raise
+        return req.json_response({"kind": rt.list_kind, "apiVersion": rt.group_version,
+                                  "metadata": {}, "items": deleted})
+
+
+class _EventEncoder:
+    """Watch event lines; raw bytes pass through, Tables are built per event."""
+
+    def __init__(self, rt: ResourceType, *, as_table: bool) -> None:
+        self.rt = rt
+        self.as_table = as_table
+        self.first = True
+
+    def event(self, kind: str, obj: CachedObject) -> bytes:
+        if not self.as_table:
+            return b'{"type":"' + kind.encode() + b'","object":' + obj.raw + b"}\n"
+        decoded = orjson.loads(obj.raw)
+        rendered = table.table(self.rt, [decoded],
+                               resource_version=str(obj.resource_version), headers=self.first)
+        self.first = False
+        return orjson.dumps({"type": kind, "object": rendered}) + b"\n"
+
+
+def _and_name(name: str, inner: Predicate | None) -> Predicate:
+    def predicate(obj: CachedObject) -> bool:
+        return obj.name == name and (inner is None or inner(obj))
+
+    return predicate
+
+
+def _bookmark(rt: ResourceType, revision: int, *, initial_end: bool = False) -> bytes:
+    meta: Obj = {"resourceVersion": str(revision)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return orjson.dumps({"type": "BOOKMARK", "object": {
+        "kind": rt.kind, "apiVersion": rt.group_version, "metadata": meta}}) + b"\n"
+
+
+def _warning_headers(warnings: list[str] | None) -> dict[str, str] | None:
+    if not warnings:
+        return None
+    # RFC 7234 warn-code 299; aiohttp joins repeated headers poorly, so one per request.
+    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        value = int(rv)
+    except ValueError:
+        raise status.bad_request(f'invalid resource version "{rv}"') from None
+    if value < 0:
+        raise status.bad_request(f'invalid resource version "{rv}"')
+    return value
+
+
+def _make_continue(last_key: str, revision: int) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key})
+    return base64.urlsafe_b64encode(token).decode()
+
+
+def _parse_continue(token: str) -> tuple[str, int]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(data["start"]), int(data["rv"])
+    except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise status.bad_request("continue key is not valid: the continue token is malformed"
+                                 ) from None
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise status.bad_request(f'Invalid dry run value: "{value}"')
+    return bool(values)
+
+
+async def _delete_options(request: web.Request) -> DeleteOptions:
+    options = DeleteOptions(dry_run=_dry_run(request))
+    body = await req.read_body(request)
+    if body.strip():
+        data = req.decode(body, req.media_type(request))
+        if not isinstance(data, dict):
+            raise status.bad_request("DeleteOptions must be an object")
+        grace = data.get("gracePeriodSeconds")
+        if grace is not None and not isinstance(grace, int):
+            raise status.bad_request("gracePeriodSeconds must be an integer")
+        options.grace_period_seconds = grace
+        options.propagation_policy = data.get("propagationPolicy")
+        preconditions = data.get("preconditions") or {}
+        options.precondition_uid = preconditions.get("uid")
+        options.precondition_resource_version = preconditions.get("resourceVersion")
+        options.dry_run = options.dry_run or bool(data.get("dryRun"))
+    grace_param = req.int_param(request, "gracePeriodSeconds")
+    if grace_param is not None:
+        options.grace_period_seconds = grace_param
+    if request.query.get("propagationPolicy"):
+        options.propagation_policy = request.query["propagationPolicy"]
+    if options.propagation_policy not in (None, "Orphan", "Background", "Foreground"):
+        raise status.bad_request(f"unsupported propagationPolicy: "
+                                 f"{options.propagation_policy}")
+    return options

@@ -1,0 +1,256 @@
+"""The resource table: every served resource is one :class:`ResourceType` entry.
+
+Why a table: handlers (CRUD, watch, discovery, Table output, OpenAPI, metrics) are
+generic and read everything resource-specific from here — names, scope, subresources,
+printed columns, selectable fields and the strategy hooks (defaulting, validation,
+status handling). Adding a resource is one entry, not a new handler.
+
+Storage keys follow kube-apiserver's layout: ``/registry/<group or core>/<plural>/``
+then ``<namespace>/<name>`` for namespaced resources or ``<name>`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from apiserver import printers
+from apiserver.admission import defaulting, validation
+
+Obj = dict[str, Any]
+Cause = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One printed column of ``kubectl get`` (a Table column definition + its getter)."""
+
+    name: str
+    getter: Callable[[Obj], Any]
+    type: str = "string"
+    format: str = ""
+    priority: int = 0  # 1 = shown only with ``-o wide``
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: frozenset[str] = frozenset()
+    columns: tuple[Column, ...] = ()
+    # Selectable fields beyond metadata.name / metadata.namespace (field selectors).
+    fields: Mapping[str, Callable[[Obj], str]] = field(default_factory=dict)
+    default: Callable[[Obj], None] | None = None
+    validate: Callable[[Obj, Obj | None], list[Cause]] | None = None
+    # True when spec and status are written through separate endpoints: the main
+    # resource ignores status changes and ``/status`` ignores everything but status.
+    has_status: bool = False
+    # Resources created by PUT when missing (Kubernetes AllowCreateOnUpdate).
+    create_on_update: bool = False
+    # Resources whose graceful delete is finished by someone else (pods on a node).
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list",
+                              "patch", "update", "watch")
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def prefix(self) -> str:
+        return f"/registry/{self.group or 'core'}/{self.plural}/"
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return f"{self.prefix}{namespace}/{name}" if self.namespaced else f"{self.prefix}{name}"
+
+    def namespace_prefix(self, namespace: str | None) -> str:
+        return f"{self.prefix}{namespace}/" if self.namespaced and namespace else self.prefix
+
+    def selectable_fields(self, obj: Obj) -> dict[str, str]:
+        meta = obj.get("metadata") or {}
+        values = {"metadata.name": meta.get("name", "")}
+        if self.namespaced:
+            values["metadata.namespace"] = meta.get("namespace", "")
+        for name, getter in self.fields.items():
+            value = getter(obj)
+            values[name] = "" if value is None else str(value)
+        return values
+
+
+def _path(*keys: str, missing: Any = "") -> Callable[[Obj], Any]:
+    """A getter for a nested field, ``missing`` when any step is absent."""
+
+    def get(obj: Obj) -> Any:
+        value: Any = obj
+        for key in keys:
+            if not isinstance(value, dict):
+                return missing
+            value = value.get(key)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return missing if value is None else value if missing == 0 else str(value)
+
+    return get
+
+
+NAME = Column("Name", printers.name, format="name", description="Name of the object")
+AGE = Column("Age", printers.age, description="Time since the object was created")
+
+RESOURCES: tuple[ResourceType, ...] = (
+    ResourceType(
+        "", "v1", "Namespace", "namespaces", False, short_names=("ns",),
+        subresources=frozenset({"status", "finalize"}), has_status=True,
+        columns=(NAME, Column("Status", _path("status", "phase")), AGE),
+        fields={"status.phase": _path("status", "phase")},
+        default=defaulting.namespace, validate=validation.namespace,
+    ),
+    ResourceType(
+        "", "v1", "Node", "nodes", False, short_names=("no",),
+        subresources=frozenset({"status"}), has_status=True,
+        columns=(NAME, Column("Status", printers.node_status), Column("Roles", printers.node_roles),
+                 AGE, Column("Version", _path("status", "nodeInfo", "kubeletVersion")),
+                 Column("Internal-IP", printers.node_internal_ip, priority=1),
+                 Column("External-IP", printers.node_external_ip, priority=1),
+                 Column("OS-Image", _path("status", "nodeInfo", "osImage"), priority=1),
+                 Column("Kernel-Version", _path("status", "nodeInfo", "kernelVersion"),
+                        priority=1),
+                 Column("Container-Runtime",
+                        _path("status", "nodeInfo", "containerRuntimeVersion"), priority=1)),
+        fields={"spec.unschedulable": _path("spec", "unschedulable")},
+        validate=validation.node,
+    ),
+    ResourceType(
+        "", "v1", "Pod", "pods", True, short_names=("po",), categories=("all",),
+        subresources=frozenset({"status", "binding", "log"}), has_status=True,
+        columns=(NAME, Column("Ready", printers.pod_ready), Column("Status", printers.pod_status),
+                 Column("Restarts", printers.pod_restarts), AGE,
+                 Column("IP", printers.pod_ip, priority=1),
+                 Column("Node", printers.pod_node, priority=1),
+                 Column("Nominated Node", printers.pod_nominated_node, priority=1),
+                 Column("Readiness Gates", printers.pod_readiness_gates, priority=1)),
+        fields={"spec.nodeName": _path("spec", "nodeName"),
+                "spec.restartPolicy": _path("spec", "restartPolicy"),
+                "spec.schedulerName": _path("spec", "schedulerName"),
+                "spec.serviceAccountName": _path("spec", "serviceAccountName"),
+                "spec.hostNetwork": _path("spec", "hostNetwork"),
+                "status.phase": _path("status", "phase"),
+                "status.podIP": _path("status", "podIP"),
+                "status.nominatedNodeName": _path("status", "nominatedNodeName")},
+        default=defaulting.pod, validate=validation.pod,
+    ),
+    ResourceType(
+        "", "v1", "Service", "services", True, short_names=("svc",), categories=("all",),
+        subresources=frozenset({"status"}), has_status=True,
+        columns=(NAME, Column("Type", _path("spec", "type")),
+                 Column("Cluster-IP", _path("spec", "clusterIP")),
+                 Column("External-IP", printers.service_external_ip),
+                 Column("Port(s)", printers.service_ports), AGE,
+                 Column("Selector", printers.service_selector, priority=1)),
+        fields={"spec.clusterIP": _path("spec", "clusterIP"), "spec.type": _path("spec", "type")},
+        default=defaulting.service, validate=validation.service,
+    ),
+    ResourceType(
+        "", "v1", "Endpoints", "endpoints", True, short_names=("ep",), create_on_update=True,
+        columns=(NAME, Column("Endpoints", printers.endpoints_summary), AGE),
+        validate=validation.endpoints,
+    ),
+    ResourceType(
+        "", "v1", "Event", "events", True, short_names=("ev",), create_on_update=True,
+        columns=(Column("Last Seen", printers.event_last_seen), Column("Type", _path("type")),
+                 Column("Reason", _path("reason")), Column("Object", printers.event_object),
+                 Column("Subobject", _path("involvedObject", "fieldPath"), priority=1),
+                 Column("Source", printers.event_source, priority=1),
+                 Column("Message", _path("message")),
+                 Column("First Seen", printers.event_first_seen, priority=1),
+                 Column("Count", printers.event_count, priority=1),
+                 Column("Name", printers.name, priority=1)),
+        fields={"involvedObject.kind": _path("involvedObject", "kind"),
+                "involvedObject.namespace": _path("involvedObject", "namespace"),
+                "involvedObject.name": _path("involvedObject", "name"),
+                "involvedObject.uid": _path("involvedObject", "uid"),
+                "involvedObject.fieldPath": _path("involvedObject", "fieldPath"),
+                "reason": _path("reason"), "type": _path("type"),
+                "source": _path("source", "component")},
+        default=defaulting.event, validate=validation.event,
+    ),
+    ResourceType(
+        "", "v1", "ConfigMap", "configmaps", True, short_names=("cm",),
+        columns=(NAME, Column("Data", printers.configmap_data, type="integer"), AGE),
+        validate=validation.configmap,
+    ),
+    ResourceType(
+        "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True,
+        columns=(NAME, Column("AddressType", _path("addressType")),
+                 Column("Ports", printers.endpointslice_ports),
+                 Column("Endpoints", printers.endpointslice_endpoints), AGE),
+        validate=validation.endpointslice,
+    ),
+    ResourceType(
+        "apps", "v1", "Deployment", "deployments", True, short_names=("deploy",),
+        categories=("all",), subresources=frozenset({"status", "scale"}), has_status=True,
+        columns=(NAME, Column("Ready", printers.deployment_ready),
+                 Column("Up-to-date", _path("status", "updatedReplicas", missing=0),
+                        type="integer"),
+                 Column("Available", _path("status", "availableReplicas", missing=0),
+                        type="integer"), AGE,
+                 Column("Containers", printers.template_containers, priority=1),
+                 Column("Images", printers.template_images, priority=1),
+                 Column("Selector", printers.spec_selector, priority=1)),
+        default=defaulting.deployment, validate=validation.deployment,
+    ),
+    ResourceType(
+        "apps", "v1", "ReplicaSet", "replicasets", True, short_names=("rs",),
+        categories=("all",), subresources=frozenset({"status", "scale"}), has_status=True,
+        columns=(NAME, Column("Desired", _path("spec", "replicas", missing=0), type="integer"),
+                 Column("Current", printers.replicaset_current, type="integer"),
+                 Column("Ready", printers.replicaset_ready, type="integer"), AGE,
+                 Column("Containers", printers.template_containers, priority=1),
+                 Column("Images", printers.template_images, priority=1),
+                 Column("Selector", printers.spec_selector, priority=1)),
+        fields={"status.replicas": _path("status", "replicas")},
+        default=defaulting.replicaset, validate=validation.replicaset,
+    ),
+    ResourceType(
+        "coordination.k8s.io", "v1", "Lease", "leases", True,
+        columns=(NAME, Column("Holder", _path("spec", "holderIdentity")), AGE),
+        validate=validation.lease,
+    ),
+)
+
+
+class Registry:
+    """Lookup of :data:`RESOURCES` by the ways requests and clients name them."""
+
+    def __init__(self, resources: tuple[ResourceType, ...] = RESOURCES) -> None:
+        self.resources = resources
+        self._by_path = {(r.group, r.version, r.plural): r for r in resources}
+        self._by_kind = {(r.group_version, r.kind): r for r in resources}
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
+        return self._by_path.get((group, version, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        return self._by_kind.get((api_version, kind))
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Group name -> versions, core ('') included, in registration order."""
+        groups: dict[str, list[str]] = {}
+        for r in self.resources:
+            versions = groups.setdefault(r.group, [])
+            if r.version not in versions:
+                versions.append(r.version)
+        return groups
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceType]:
+        return [r for r in self.resources if r.group == group and r.version == version]

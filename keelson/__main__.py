@@ -1,0 +1,3 @@
+from keelson.cli import main
+
+main()

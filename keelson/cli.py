@@ -1,0 +1,148 @@
+"""The ``keelson`` command: flag parsing and process lifecycle only (INTERFACE.md).
+
+Each subcommand turns flags into the options dataclass of its package and runs it until
+SIGTERM/SIGINT. Failures a user can fix (bad flags, unreadable kubeconfig, dockerd not
+running, a port in use) are one line on stderr with exit code 2 (usage) or 1 (runtime),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class UsageError(Exception):
+    """Raised by a command for a flag value that cannot work (exit code 2)."""
+
+
+def keelson_version() -> str:
+    try:
+        return version("keelson")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _default_node_name() -> str:
+    return socket.gethostname().lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="keelson", description="A small Kubernetes-style cluster.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    api = commands.add_parser("apiserver", help="run the Kubernetes-API server")
+    api.add_argument("--data-dir", type=Path, required=True)
+    api.add_argument("--secure-port", type=int, default=6443)
+    api.add_argument("--bind-address", default="0.0.0.0")
+    api.add_argument("--storage", default="", help="sqlite:///DIR/state.db (default) or "
+                     "etcd://HOST:PORT[,HOST:PORT]")
+    api.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    api.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    api.add_argument("--service-node-port-range", default="30000-32767")
+    api.add_argument("--disable-controllers", action="store_true")
+    api.add_argument("--token-auth-file", type=Path, default=None,
+                     help="CSV of token,user,uid,\"group1,group2\" for bearer tokens")
+
+    agent = commands.add_parser("agent", help="run the node agent (kubelet loop + proxy)")
+    agent.add_argument("--kubeconfig", type=Path, required=True)
+    agent.add_argument("--node-name", default=None)
+    agent.add_argument("--data-dir", type=Path, default=Path("/var/lib/keelson/agent"))
+    agent.add_argument("--proxy-mode", choices=("iptables", "nftables", "none"),
+                       default="iptables")
+    agent.add_argument("--kubelet-port", type=int, default=10250)
+    agent.add_argument("--metrics-bind-address", default="127.0.0.1:10249")
+    agent.add_argument("--healthz-bind-address", default="0.0.0.0:10256")
+    agent.add_argument("--pod-infra-image", default="localhost/keelson/pause:1")
+    agent.add_argument("--pod-cidr", default=None)
+    agent.add_argument("--max-pods", type=int, default=110)
+
+    proxy = commands.add_parser("proxy", help="run the service proxy alone")
+    proxy.add_argument("--kubeconfig", type=Path, default=None)
+    proxy.add_argument("--mode", choices=("iptables", "nftables"), default="iptables")
+    proxy.add_argument("--cleanup", action="store_true",
+                       help="remove every rule, chain and interface the proxy made, then exit")
+    proxy.add_argument("--node-name", default=None)
+    proxy.add_argument("--metrics-bind-address", default="127.0.0.1:10249")
+    proxy.add_argument("--healthz-bind-address", default="0.0.0.0:10256")
+    proxy.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    proxy.add_argument("--service-cidr", default="10.96.0.0/12")
+
+    up = commands.add_parser("up", help="apiserver + agent in one foreground process")
+    up.add_argument("--data-dir", type=Path, default=Path("/var/lib/keelson"))
+    up.add_argument("--secure-port", type=int, default=6443)
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` with SIGTERM/SIGINT setting ``stop`` for a clean shutdown."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def _cmd_apiserver(args: argparse.Namespace) -> None:
+    from apiserver.app import APIServerOptions, run_apiserver
+
+    options = APIServerOptions(
+        data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
+        storage=args.storage, service_cluster_ip_range=args.service_cluster_ip_range,
+        cluster_cidr=args.cluster_cidr, service_node_port_range=args.service_node_port_range,
+        disable_controllers=args.disable_controllers, token_auth_file=args.token_auth_file)
+    _run(lambda stop: run_apiserver(options, stop=stop))
+
+
+def _unavailable(what: str) -> NoReturn:
+    raise RuntimeError(f"{what} is not available in this build yet")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "version":
+        print(f"keelson {keelson_version()}")
+        return
+    try:
+        if args.command == "apiserver":
+            _cmd_apiserver(args)
+        else:
+            _unavailable(f"`keelson {args.command}`")
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # one line for the user; details are in the log above
+        from apiserver.app import ConfigError
+
+        code = 2 if isinstance(exc, ConfigError | UsageError) else 1
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.errno == 98:
+            message = f"address already in use: {exc}"
+        print(f"keelson {args.command}: error: {message}", file=sys.stderr)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

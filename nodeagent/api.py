@@ -1,0 +1,121 @@
+"""The few API calls a node agent makes about pods: status PATCH, final delete, ConfigMaps,
+and Events.
+
+Events are recorded fire-and-forget: losing one must never stall or fail a pod worker.
+Identical events (same object, reason and message) are folded into one Event whose
+``count`` grows, as Kubernetes' event recorder does, so a crash loop does not flood etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from apiclient.client import ApiClient
+from apiclient.errors import ApiError, NotFoundError, TransportError
+from apiclient.meta import utc_now
+from apiclient.resources import CONFIGMAPS, EVENTS, PODS
+
+log = logging.getLogger(__name__)
+
+
+class PodApi:
+    def __init__(self, client: ApiClient, *, node_name: str) -> None:
+        self.client = client
+        self.node_name = node_name
+        self._tasks: set[asyncio.Task] = set()
+        self._events: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    async def patch_status(self, pod: Mapping[str, Any], status: Mapping[str, Any]) -> dict:
+        meta = pod["metadata"]
+        return await self.client.patch(
+            PODS,
+            meta["name"],
+            {"status": dict(status)},
+            namespace=meta["namespace"],
+            subresource="status",
+            patch_type="merge",
+        )
+
+    async def delete_pod(self, pod: Mapping[str, Any]) -> None:
+        """Final delete (grace 0) once every container is gone; a missing pod is fine."""
+        meta = pod["metadata"]
+        try:
+            await self.client.delete(
+                PODS, meta["name"], namespace=meta["namespace"], grace_period_seconds=0
+            )
+        except NotFoundError:
+            return
+
+    async def config_maps(self, namespace: str, names: set[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for name in sorted(names):
+            try:
+                found[name] = await self.client.get(CONFIGMAPS, name, namespace=namespace)
+            except NotFoundError:
+                continue
+        return found
+
+    def record_event(
+        self, pod: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._record(pod, event_type, reason, message)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(
+        self, pod: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        meta = pod["metadata"]
+        key = (meta["uid"], reason, message)
+        now = utc_now()
+        try:
+            previous = self._events.get(key)
+            if previous is not None:
+                body = {**previous, "count": previous.get("count", 1) + 1, "lastTimestamp": now}
+                self._events[key] = await self.client.replace(
+                    EVENTS, body, namespace=meta["namespace"]
+                )
+                return
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                    "namespace": meta["namespace"],
+                },
+                "involvedObject": {
+                    "kind": "Pod",
+                    "apiVersion": "v1",
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                },
+                "type": event_type,
+                "reason": reason,
+                "message": message,
+                "source": {"component": "kubelet", "host": self.node_name},
+                "reportingComponent": "kubelet",
+                "reportingInstance": self.node_name,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            self._events[key] = await self.client.create(EVENTS, body, namespace=meta["namespace"])
+        except (ApiError, TransportError) as err:
+            self._events.pop(key, None)
+            log.info("could not record event %s for pod %s: %s", reason, meta["name"], err)
+
+    def forget_pod(self, pod_uid: str) -> None:
+        for key in [k for k in self._events if k[0] == pod_uid]:
+            del self._events[key]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

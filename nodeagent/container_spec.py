@@ -1,0 +1,261 @@
+"""Translate a pod's container spec into a runtime ``ContainerConfig`` (pure functions).
+
+The rules are kubelet's: ``command`` replaces the image entrypoint and ``args`` its cmd;
+``$(VAR)`` in command, args and env values expands from the container's own env (``$$``
+escapes); ``fieldRef`` env reads pod fields; cpu requests become cpu shares (2 when none,
+like kubelet's minimum), cpu limits a CFS quota over a 100 ms period, memory limits a hard
+limit. Anything the spec asks for that cannot be honoured raises ``ContainerConfigError``,
+which the pod worker reports as ``CreateContainerConfigError`` without touching Docker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from apiclient.quantity import cpu_millis, memory_bytes
+from nodeagent.runtime.interface import (
+    KIND_APP,
+    LABEL_CONTAINER_KIND,
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    LABEL_RESTART_COUNT,
+    LABEL_TYPE,
+    TYPE_CONTAINER,
+    TYPE_SANDBOX,
+    ContainerConfig,
+    Mount,
+)
+
+CPU_PERIOD_US = 100_000
+MIN_CPU_SHARES = 2
+MIN_CPU_QUOTA_US = 1_000
+_VAR_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+class ContainerConfigError(Exception):
+    """The container spec cannot be run as written; the message says which field and why."""
+
+
+def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
+    meta = pod["metadata"]
+    return {
+        LABEL_POD_UID: meta["uid"],
+        LABEL_POD_NAMESPACE: meta.get("namespace", "default"),
+        LABEL_POD_NAME: meta["name"],
+    }
+
+
+def sandbox_labels(pod: Mapping[str, Any]) -> dict[str, str]:
+    return {**pod_labels(pod), LABEL_TYPE: TYPE_SANDBOX}
+
+
+def sandbox_name(pod: Mapping[str, Any], attempt: str) -> str:
+    meta = pod["metadata"]
+    return f"keel_POD_{meta['name']}_{meta.get('namespace', 'default')}_{meta['uid']}_{attempt}"
+
+
+def container_name(pod: Mapping[str, Any], name: str, restart_count: int) -> str:
+    meta = pod["metadata"]
+    return (
+        f"keel_{name}_{meta['name']}_{meta.get('namespace', 'default')}_{meta['uid']}_"
+        f"{restart_count}"
+    )
+
+
+def field_value(
+    pod: Mapping[str, Any], path: str, *, pod_ip: str | None, host_ip: str | None
+) -> str:
+    meta = pod.get("metadata", {})
+    spec = pod.get("spec", {})
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.podIP": pod_ip,
+        "status.hostIP": host_ip,
+    }
+    if path in simple:
+        return simple[path] or ""
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if match:
+        return (meta.get(match[1]) or {}).get(match[2], "")
+    raise ContainerConfigError(f"unsupported fieldRef fieldPath {path!r}")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion; unknown references stay as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return env.get(match[1], match[0])
+
+    return _VAR_REFERENCE.sub(replace, text)
+
+
+def resolve_env(
+    container: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    *,
+    pod_ip: str | None,
+    host_ip: str | None,
+    config_maps: Mapping[str, Mapping[str, Any]],
+) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef")
+        if ref is None:
+            continue
+        data = _config_map(config_maps, ref, "envFrom")
+        prefix = source.get("prefix", "")
+        env.update({prefix + k: str(v) for k, v in (data or {}).items()})
+    for item in container.get("env") or []:
+        name = item["name"]
+        if "value" in item:
+            env[name] = expand(str(item["value"]), env)
+            continue
+        value_from = item.get("valueFrom") or {}
+        if "fieldRef" in value_from:
+            env[name] = field_value(
+                pod, value_from["fieldRef"]["fieldPath"], pod_ip=pod_ip, host_ip=host_ip
+            )
+        elif "configMapKeyRef" in value_from:
+            ref = value_from["configMapKeyRef"]
+            data = _config_map(config_maps, ref, f"env {name}")
+            if data is None:
+                continue
+            if ref["key"] not in data:
+                if ref.get("optional"):
+                    continue
+                raise ContainerConfigError(
+                    f"couldn't find key {ref['key']} in ConfigMap {ref['name']} (env {name})"
+                )
+            env[name] = str(data[ref["key"]])
+        else:
+            env[name] = ""
+    return env
+
+
+def _config_map(
+    config_maps: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Any], where: str
+) -> Mapping[str, Any] | None:
+    found = config_maps.get(ref["name"])
+    if found is None:
+        if ref.get("optional"):
+            return None
+        raise ContainerConfigError(f"configmap {ref['name']!r} not found ({where})")
+    return found.get("data") or {}
+
+
+def cpu_and_memory(container: Mapping[str, Any]) -> dict[str, int | None]:
+    resources = container.get("resources") or {}
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    try:
+        request_millis = cpu_millis(requests.get("cpu", limits.get("cpu", 0)))
+        shares = max(MIN_CPU_SHARES, request_millis * 1024 // 1000)
+        quota = None
+        if "cpu" in limits:
+            quota = max(MIN_CPU_QUOTA_US, cpu_millis(limits["cpu"]) * CPU_PERIOD_US // 1000)
+        memory = memory_bytes(limits["memory"]) if "memory" in limits else None
+    except ValueError as err:
+        raise ContainerConfigError(f"container {container['name']}: {err}") from err
+    return {
+        "cpu_shares": shares,
+        "cpu_quota": quota,
+        "cpu_period": CPU_PERIOD_US if quota else None,
+        "memory_limit": memory,
+    }
+
+
+def run_as_user(container: Mapping[str, Any], pod: Mapping[str, Any]) -> str | None:
+    for context in (container.get("securityContext"), pod.get("spec", {}).get("securityContext")):
+        if context and context.get("runAsUser") is not None:
+            user = str(context["runAsUser"])
+            group = context.get("runAsGroup")
+            return f"{user}:{group}" if group is not None else user
+    return None
+
+
+def mounts_for(container: Mapping[str, Any], volume_paths: Mapping[str, str]) -> tuple[Mount, ...]:
+    mounts = []
+    for mount in container.get("volumeMounts") or []:
+        name = mount["name"]
+        if name not in volume_paths:
+            raise ContainerConfigError(
+                f"container {container['name']}: volumeMount {name!r} names no volume of the pod"
+            )
+        host_path = volume_paths[name]
+        if mount.get("subPath"):
+            host_path = f"{host_path}/{mount['subPath']}"
+        mounts.append(Mount(host_path, mount["mountPath"], bool(mount.get("readOnly"))))
+    return tuple(mounts)
+
+
+def build_container_config(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    *,
+    sandbox_id: str,
+    restart_count: int,
+    kind: str = KIND_APP,
+    pod_ip: str | None,
+    host_ip: str | None,
+    volume_paths: Mapping[str, str],
+    config_maps: Mapping[str, Mapping[str, Any]],
+    hosts_file: str | None = None,
+) -> ContainerConfig:
+    env = resolve_env(container, pod, pod_ip=pod_ip, host_ip=host_ip, config_maps=config_maps)
+    mounts = mounts_for(container, volume_paths)
+    if hosts_file is not None and not any(m.container_path == "/etc/hosts" for m in mounts):
+        mounts += (Mount(hosts_file, "/etc/hosts"),)
+    command = container.get("command")
+    args = container.get("args")
+    return ContainerConfig(
+        name=container_name(pod, container["name"], restart_count),
+        image=container["image"],
+        labels={
+            **pod_labels(pod),
+            LABEL_TYPE: TYPE_CONTAINER,
+            LABEL_CONTAINER_NAME: container["name"],
+            LABEL_CONTAINER_KIND: kind,
+            LABEL_RESTART_COUNT: str(restart_count),
+        },
+        sandbox_id=sandbox_id,
+        hostname=pod["metadata"]["name"],
+        entrypoint=[expand(c, env) for c in command] if command else None,
+        args=[expand(a, env) for a in args] if args else None,
+        env=env,
+        working_dir=container.get("workingDir") or None,
+        user=run_as_user(container, pod),
+        mounts=mounts,
+        **cpu_and_memory(container),
+    )
+
+
+def hosts_file_content(*, pod_ip: str | None, hostname: str) -> str:
+    lines = [
+        "# Kubernetes-managed hosts file (keelson).",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "fe00::1\tip6-allnodes",
+        "fe00::2\tip6-allrouters",
+    ]
+    if pod_ip:
+        lines.append(f"{pod_ip}\t{hostname}")
+    return "\n".join(lines) + "\n"
+
+
+def default_pull_policy(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return "IfNotPresent"
+    tag = name.split(":", 1)[1] if ":" in name else "latest"
+    return "Always" if tag == "latest" else "IfNotPresent"

@@ -1,0 +1,159 @@
+"""run_proxy: the composition root of the service proxy (``keelson proxy`` / inside the agent).
+
+Order matters: the safety route exists before any rule is written (an unmatched Service IP
+never leaves the node), sysctls are set, the backend is chosen, informers for Services,
+EndpointSlices and this Node list and watch, and the first sync waits until all of them
+have synced, so the first rules already describe the whole cluster. On exit nothing is
+cleaned up: like kube-proxy, the rules stay and keep serving while the proxy restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pyroute2 import IPRoute
+
+from proxy import conntrack, safety_route, sysctls
+from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app, serve
+from proxy.iptables.render import NodeInfo
+from proxy.iptables.restore import Iptables, detect_backend
+from proxy.metrics import ProxyMetrics
+from proxy.options import ProxyOptions
+from proxy.proxier import Proxier
+
+log = logging.getLogger(__name__)
+
+InformerFactory = Callable[..., Any]  # (client, resource, *, field_selector=None) -> Informer
+
+
+def local_addresses(cidrs: tuple[str, ...], *, netns: str | None = None) -> tuple[str, ...]:
+    """This node's IPv4 addresses inside any of ``cidrs`` (the --nodeport-addresses filter)."""
+    networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+    with IPRoute(netns=netns) as ipr:
+        found = {msg.get("IFA_ADDRESS") for msg in ipr.get_addr(family=socket.AF_INET)}
+    return tuple(
+        sorted(
+            (ip for ip in found if ip and any(ipaddress.ip_address(ip) in n for n in networks)),
+            key=ipaddress.ip_address,
+        )
+    )
+
+
+def node_info(options: ProxyOptions, node: Mapping[str, Any] | None) -> NodeInfo:
+    pod_cidr = ((node or {}).get("spec") or {}).get("podCIDR")
+    addresses = ()
+    if options.nodeport_addresses:
+        addresses = local_addresses(options.nodeport_addresses, netns=options.netns)
+    return NodeInfo(
+        name=options.node_name,
+        cluster_cidr=options.cluster_cidr or pod_cidr,
+        nodeport_addresses=addresses,
+        nodeport_localhost=options.nodeport_localhost,
+        masquerade_all=options.masquerade_all,
+    )
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app
+
+
+def _default_informer(client: Any, resource: Any, *, field_selector: str | None = None) -> Any:
+    from apiclient.informer import Informer
+
+    return Informer(client, resource, field_selector=field_selector)
+
+
+async def prepare_node(options: ProxyOptions) -> str:
+    """Safety route, sysctls, backend choice: everything before the first rule."""
+    await asyncio.to_thread(safety_route.ensure, options.service_cidr, netns=options.netns)
+    settings = sysctls.wanted(nodeport_localhost=options.nodeport_localhost)
+    await asyncio.to_thread(
+        sysctls.apply, settings, state_dir=options.state_dir, netns=options.netns
+    )
+    if options.iptables_backend:
+        return options.iptables_backend
+    return await asyncio.to_thread(detect_backend, netns=options.netns)
+
+
+async def run_proxy(
+    options: ProxyOptions,
+    client: Any,
+    *,
+    registry: CollectorRegistry | None = None,
+    informer_factory: InformerFactory | None = None,
+    retry_interval: float = 5.0,
+) -> None:
+    """Run the proxy until cancelled. ``registry``: serve metrics elsewhere (the agent)."""
+    from apiclient import resources
+
+    serve_metrics = registry is None and bool(options.metrics_bind_address)
+    registry = registry if registry is not None else CollectorRegistry()
+    backend = await prepare_node(options)
+    log.info("service proxy: mode %s, iptables backend %s", options.mode, backend)
+
+    health = ProxyHealth(timeout=2 * options.sync_period)
+    health_servers = ServiceHealthServers(host=options.health_check_bind_host)
+    proxier = Proxier(
+        node=node_info(options, None),
+        iptables=Iptables(backend, netns=options.netns),
+        metrics=ProxyMetrics(registry),
+        health=health,
+        sync_period=options.sync_period,
+        min_sync_period=options.min_sync_period,
+        retry_interval=retry_interval,
+        health_servers=health_servers,
+        delete_flows=functools.partial(conntrack.delete, netns=options.netns),
+    )
+
+    make = informer_factory or _default_informer
+    services = make(client, resources.SERVICES)
+    slices = make(client, resources.ENDPOINTSLICES)
+    nodes = make(client, resources.NODES, field_selector=f"metadata.name={options.node_name}")
+    services.add_handler(
+        on_add=lambda obj: proxier.on_service(None, obj),
+        on_update=proxier.on_service,
+        on_delete=lambda obj: proxier.on_service(obj, None),
+    )
+    slices.add_handler(
+        on_add=lambda obj: proxier.on_endpoint_slice(None, obj),
+        on_update=proxier.on_endpoint_slice,
+        on_delete=lambda obj: proxier.on_endpoint_slice(obj, None),
+    )
+    nodes.add_handler(
+        on_add=lambda obj: proxier.set_node(node_info(options, obj)),
+        on_update=lambda _old, obj: proxier.set_node(node_info(options, obj)),
+    )
+
+    informers = (services, slices, nodes)
+    servers: list[web.AppRunner] = []
+    try:
+        if options.healthz_bind_address:
+            servers.append(await serve(healthz_app(health), options.healthz_bind_address))
+        if serve_metrics:
+            servers.append(await serve(metrics_app(registry), options.metrics_bind_address))
+        for informer in informers:
+            informer.start()
+        await asyncio.gather(*(informer.wait_synced() for informer in informers))
+        log.info("informers synced; starting rule syncs")
+        await proxier.runner.loop()
+    finally:
+        for informer in informers:
+            await informer.stop()
+        await health_servers.close()
+        for server in servers:
+            await server.cleanup()

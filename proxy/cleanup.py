@@ -1,0 +1,29 @@
+"""``keelson proxy --cleanup``: remove everything the proxy ever set up, and nothing else.
+
+Removes our jump rules and KEEL- chains on both iptables backends (a host may have switched
+backends between runs), the ``keelson-svc0`` safety interface with its route, and restores
+the sysctls recorded at change time. Idempotent: a second run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from proxy import safety_route, sysctls
+from proxy.iptables import restore
+from proxy.options import ProxyOptions
+
+log = logging.getLogger(__name__)
+
+
+def cleanup(options: ProxyOptions) -> None:
+    for backend in restore.BACKENDS:
+        if shutil.which(restore.tool(backend, "restore")) is None:
+            continue
+        if restore.remove_all(backend, netns=options.netns):
+            log.info("removed keelson proxy rules (%s)", backend)
+    if safety_route.remove(netns=options.netns):
+        log.info("removed interface %s", safety_route.INTERFACE)
+    if sysctls.restore(state_dir=options.state_dir, netns=options.netns):
+        log.info("restored sysctls changed by the proxy")

@@ -1,0 +1,228 @@
+"""The iptables proxier: the one place that turns tracked changes into applied rules.
+
+Each run (driven by the coalescing runner) drains the change trackers, re-renders the
+Services they touch, and applies one iptables-restore transaction:
+
+* full sync (at start, every ``sync_period``, after any failure): every chain is written,
+  stale per-service chains found by name in the nat table are deleted, the jumps from the
+  built-in chains are ensured;
+* partial sync (otherwise): the top-level chains are rewritten whole, but only the changed
+  Services' own chains are written or deleted.
+
+Rendered rules are cached per Service, so a partial sync costs work proportional to the
+change plus the size of the top-level chains. Conntrack cleanup, health-check servers,
+metrics and /healthz are updated only after a successful apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from proxy import conntrack, servicemodel, tracker
+from proxy.conntrack import StaleFlow, UdpTarget
+from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
+from proxy.iptables import names, render
+from proxy.iptables.render import NodeInfo, ServiceRules
+from proxy.iptables.restore import CommandError, Iptables, RestoreError
+from proxy.metrics import ProxyMetrics
+from proxy.runner import CoalescingRunner
+
+log = logging.getLogger(__name__)
+
+Obj = Mapping[str, Any]
+FlowDeleter = Callable[..., Awaitable[bool]]
+
+
+class Proxier:
+    def __init__(
+        self,
+        *,
+        node: NodeInfo,
+        iptables: Iptables,
+        metrics: ProxyMetrics,
+        health: ProxyHealth,
+        sync_period: float,
+        min_sync_period: float,
+        retry_interval: float = 5.0,
+        health_servers: ServiceHealthServers | None = None,
+        delete_flows: FlowDeleter = conntrack.delete,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self.iptables = iptables
+        self.metrics = metrics
+        self.health = health
+        self.sync_period = sync_period
+        self.health_servers = health_servers
+        self._delete_flows = delete_flows
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.service_changes = tracker.service_tracker()
+        self.slice_changes = tracker.endpoint_slice_tracker()
+        self.runner = CoalescingRunner(
+            self.sync,
+            min_interval=min_sync_period,
+            max_interval=sync_period,
+            retry_interval=retry_interval,
+            clock=clock,
+        )
+        self._services: dict[str, Obj] = {}
+        self._slices: dict[str, dict[str, Obj]] = defaultdict(dict)  # service -> slice key -> slice
+        self._rules: dict[str, ServiceRules] = {}
+        self._udp: dict[str, dict[str, UdpTarget]] = {}  # service -> port key -> target
+        self._health_checks: dict[str, tuple[int, HealthCheck]] = {}
+        self._pending_flows: set[StaleFlow] = set()
+        self._pending_triggers: list[float] = []
+        self._needs_full = True
+        self._last_full = -math.inf
+        self.last_sync_was_full: bool | None = None
+
+    # --- handlers: record and poke, never touch rules --------------------------------------
+    def _queued(self) -> None:
+        self.metrics.last_queued_timestamp.set(self._wall_clock())
+        self.metrics.service_changes_pending.set(self.service_changes.pending())
+        self.metrics.endpoint_changes_pending.set(self.slice_changes.pending())
+        self.runner.request()
+
+    def on_service(self, previous: Obj | None, current: Obj | None) -> None:
+        if self.service_changes.update(previous, current):
+            self._queued()
+
+    def on_endpoint_slice(self, previous: Obj | None, current: Obj | None) -> None:
+        if self.slice_changes.update(previous, current):
+            self._queued()
+
+    def set_node(self, node: NodeInfo) -> None:
+        """New node facts (addresses, CIDR) change every Service's rules: full sync."""
+        if node != self.node:
+            self.node = node
+            self._needs_full = True
+            self._queued()
+
+    # --- the sync ----------------------------------------------------------------------------
+    def _absorb(self) -> set[str]:
+        services = self.service_changes.drain()
+        slices = self.slice_changes.drain()
+        self._pending_triggers += slices.trigger_times
+        for key, (_previous, current) in services.changes.items():
+            if current is None:
+                self._services.pop(key, None)
+            else:
+                self._services[key] = current
+        for key, (previous, current) in slices.changes.items():
+            if previous is not None and (owner := servicemodel.slice_service_key(previous)):
+                self._slices[owner].pop(key, None)
+            if current is not None and (owner := servicemodel.slice_service_key(current)):
+                self._slices[owner][key] = current
+        return services.services | slices.services
+
+    def _derive(self, key: str) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
+        """UDP targets (for conntrack) and the health check of one Service."""
+        service = self._services.get(key)
+        spec = (service or {}).get("spec") or {}
+        udp = any((p.get("protocol") or "TCP") == "UDP" for p in spec.get("ports") or ())
+        if service is None or not (udp or spec.get("healthCheckNodePort")):
+            return {}, None
+        targets: dict[str, UdpTarget] = {}
+        check = None
+        slices = list(self._slices.get(key, {}).values())
+        for port in servicemodel.service_ports(service):
+            endpoints = servicemodel.endpoints_for(port, slices)
+            selection = servicemodel.select_endpoints(port, endpoints, node_name=self.node.name)
+            if port.protocol == "udp":
+                targets[port.key] = UdpTarget.of(port, (ep.ip for ep in selection.reachable))
+            if port.health_check_node_port and check is None:
+                check = (port.health_check_node_port, HealthCheck(key, len(selection.local)))
+        return targets, check
+
+    def _rerender(self, keys: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[StaleFlow]]:
+        old_chains: dict[str, tuple[str, ...]] = {}
+        old_udp: dict[str, UdpTarget] = {}
+        new_udp: dict[str, UdpTarget] = {}
+        for key in keys:
+            previous = self._rules.pop(key, None)
+            old_chains[key] = previous.chains if previous else ()
+            old_udp.update(self._udp.pop(key, {}))
+            self._health_checks.pop(key, None)
+            service = self._services.get(key)
+            if service is None:  # its slices stay until their own delete events
+                continue
+            slices = self._slices.get(key, {}).values()
+            self._rules[key] = render.render_service(service, slices, self.node)
+            udp, check = self._derive(key)
+            if udp:
+                self._udp[key] = udp
+                new_udp.update(udp)
+            if check:
+                self._health_checks[key] = check
+        return old_chains, conntrack.stale_flows(old_udp, new_udp)
+
+    async def sync(self) -> bool:
+        """One run: render what changed (or everything) and apply it; False on failure."""
+        started, wall_started = self._clock(), self._wall_clock()
+        changed = self._absorb()
+        full = self._needs_full or started - self._last_full >= self.sync_period
+        keys = set(self._services) | set(self._rules) if full else changed
+        old_chains, flows = self._rerender(keys)
+        self._pending_flows.update(flows)
+        try:
+            if full:
+                existing = await self.iptables.chain_names("nat")
+                active = {chain for rules in self._rules.values() for chain in rules.chains}
+                doomed = {c for c in existing if names.is_per_service_chain(c) and c not in active}
+                ruleset = render.assemble(self._rules, self.node, delete_chains=doomed)
+            else:
+                kept = {c for k in keys if k in self._rules for c in self._rules[k].chains}
+                doomed = {c for k in keys for c in old_chains[k]} - kept
+                ruleset = render.assemble(
+                    self._rules, self.node, write_chains_of=keys, delete_chains=doomed
+                )
+            await self.iptables.restore(ruleset.text)
+            if full:
+                await self.iptables.ensure_jump_rules()
+        except RestoreError as error:
+            log.error("%s; falling back to a full sync. Failing input:\n%s", error, error.context)
+            self.metrics.restore_failures.inc()
+            self._needs_full = True
+            return False
+        except CommandError as error:
+            log.error("%s; falling back to a full sync", error)
+            self._needs_full = True
+            return False
+
+        if self._pending_flows and await self._delete_flows(sorted(self._pending_flows)):
+            self._pending_flows.clear()
+        if self.health_servers is not None:
+            await self.health_servers.sync(dict(self._health_checks.values()))
+        self._record_success(full, started, wall_started, ruleset)
+        return True
+
+    def _record_success(
+        self, full: bool, started: float, wall_started: float, ruleset: render.Ruleset
+    ) -> None:
+        now = self._wall_clock()
+        duration = self._clock() - started
+        self.metrics.sync_duration.observe(duration)
+        (self.metrics.full_sync_duration if full else self.metrics.partial_sync_duration).observe(
+            duration
+        )
+        for trigger in self._pending_triggers:
+            self.metrics.network_programming_duration.observe(max(0.0, now - trigger))
+        self._pending_triggers = []
+        self.metrics.last_sync_timestamp.set(wall_started)
+        self.metrics.iptables_rules.labels(table="nat").set(ruleset.nat_rules)
+        self.metrics.iptables_rules.labels(table="filter").set(ruleset.filter_rules)
+        self.metrics.service_changes_pending.set(self.service_changes.pending())
+        self.metrics.endpoint_changes_pending.set(self.slice_changes.pending())
+        self.health.synced()
+        self._needs_full = False
+        if full:
+            self._last_full = started
+        self.last_sync_was_full = full
+        log.debug("%s sync took %.3f s", "full" if full else "partial", duration)
