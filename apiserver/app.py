@@ -5,6 +5,11 @@ behaviour lives in the parts. Start-up order matters and is kept here in one pla
 PKI and kubeconfig -> storage -> watch cache (initial list) -> bootstrap namespaces and
 the ``kubernetes`` Service -> HTTPS listener -> controllers. ``/readyz`` is 200 only
 once all of that has happened.
+
+Two tuning knobs have no flag and are read from the environment, so end-to-end tests
+can see rare behaviour without waiting for it: ``KEELSON_WATCH_CACHE_WINDOW`` (events
+kept per resource for resuming watches; older resourceVersions get 410 Gone) and
+``KEELSON_WATCH_BOOKMARK_SECONDS`` (interval of watch BOOKMARK events, 30 s by default).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -31,7 +37,7 @@ from apiserver.auth import pki as pki_mod
 from apiserver.auth.authn import Authenticator, auth_middleware
 from apiserver.handlers import request as req
 from apiserver.handlers.discovery import DiscoveryHandler
-from apiserver.handlers.resources import ResourceHandler
+from apiserver.handlers.resources import BOOKMARK_INTERVAL, ResourceHandler
 from apiserver.handlers.subresources import KubeletClient
 from apiserver.metrics import APIServerMetrics
 from apiserver.registry import Registry, ResourceType
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+WATCH_CACHE_WINDOW = 10000  # events kept per resource for watches resuming from a revision
 
 
 class ConfigError(Exception):
@@ -63,6 +70,12 @@ class APIServerOptions:
     disable_controllers: bool = False
     token_auth_file: Path | None = None
     extra_sans: list[str] = field(default_factory=list)
+    watch_cache_window: int = field(
+        default_factory=lambda: int(os.environ.get("KEELSON_WATCH_CACHE_WINDOW",
+                                               WATCH_CACHE_WINDOW)))
+    bookmark_interval: float = field(
+        default_factory=lambda: float(os.environ.get("KEELSON_WATCH_BOOKMARK_SECONDS",
+                                                     BOOKMARK_INTERVAL)))
 
     def validate(self) -> None:
         for flag, value in (("--service-cluster-ip-range", self.service_cluster_ip_range),
@@ -71,6 +84,9 @@ class APIServerOptions:
                 ipaddress.ip_network(value, strict=True)
             except ValueError as exc:
                 raise ConfigError(f"invalid {flag} {value!r}: {exc}") from None
+        if self.watch_cache_window < 1 or self.bookmark_interval <= 0:
+            raise ConfigError("KEELSON_WATCH_CACHE_WINDOW and KEELSON_WATCH_BOOKMARK_SECONDS "
+                              "must be positive")
         if not 0 < self.secure_port < 65536:
             raise ConfigError(f"invalid --secure-port {self.secure_port}: must be 1-65535")
 
@@ -148,7 +164,8 @@ class APIServer:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.cache = WatchCache(self.storage, prefixes=[r.prefix for r in self.registry.resources],
-                                index_fields=_index_fields(self.registry))
+                                index_fields=_index_fields(self.registry),
+                                window=options.watch_cache_window)
         self.store = RestStore(self.storage, self.registry, service_ips=self.service_ips,
                                node_ports=self.node_ports, patcher=make_patcher())
         self.kubelet: KubeletClient | None = None
@@ -268,7 +285,8 @@ class APIServer:
     def make_app(self, *, authenticator: Authenticator) -> web.Application:
         assert self.kubelet is not None
         resources = ResourceHandler(registry=self.registry, store=self.store, cache=self.cache,
-                                    metrics=self.metrics, kubelet_client=self.kubelet)
+                                    metrics=self.metrics, kubelet_client=self.kubelet,
+                                    bookmark_interval=self.options.bookmark_interval)
         discovery = DiscoveryHandler(self.registry,
                                      server_address=f"{self.options.bind_address}:"
                                                     f"{self.options.secure_port}")
@@ -301,7 +319,7 @@ class APIServer:
                 return response
             finally:
                 gauge.dec()
-                info = request.get("info")
+                info = request.get(req.INFO)
                 if info is not None:
                     rt = info.resource
                     scope = ("resource" if info.name else

@@ -104,6 +104,24 @@ def _path(*keys: str, missing: Any = "") -> Callable[[Obj], Any]:
     return get
 
 
+SUBRESOURCE_VERBS: Mapping[str, tuple[str, ...]] = {
+    "status": ("get", "patch", "update"),
+    "scale": ("get", "patch", "update"),
+    "binding": ("create",),
+    "log": ("get",),
+    "finalize": ("update",),
+}
+
+
+def subresource_kind(rt: ResourceType, subresource: str) -> tuple[str, str, str]:
+    """(group, version, kind) of the object a subresource reads and writes."""
+    if subresource == "scale":
+        return "autoscaling", "v1", "Scale"
+    if subresource == "binding":
+        return "", "v1", "Binding"
+    return rt.group, rt.version, rt.kind
+
+
 NAME = Column("Name", printers.name, format="name", description="Name of the object")
 AGE = Column("Age", printers.age, description="Time since the object was created")
 

@@ -5,7 +5,9 @@ the server keeps in object metadata (uid, creationTimestamp, resourceVersion, ge
 deletionTimestamp, finalizers), optimistic concurrency (a stale resourceVersion is a 409),
 no-op updates (not written, resourceVersion unchanged — so a second ``kubectl apply`` is
 a no-op), spec/status separation, graceful deletion of pods bound to a node, deletion
-that waits for finalizers, and the Service IP / NodePort allocations.
+that waits for finalizers, namespace deletion that deletes the namespace's content
+(``default``, ``kube-system`` and ``kube-public`` cannot be deleted), and the Service
+IP / NodePort allocations.
 
 It knows nothing about HTTP: handlers and in-process controllers call it alike, and it
 reports failure by raising :class:`~apiserver.status.StatusError`. Reads of single
@@ -14,6 +16,7 @@ objects go to storage (read-your-writes); lists and watches come from the watch 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import secrets
 import uuid
@@ -41,6 +44,7 @@ Obj = dict[str, Any]
 Patcher = Callable[[ResourceType, Obj, str, Any], Obj]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator alphabet
 _GUARANTEED_UPDATE_ATTEMPTS = 16
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 @dataclass(slots=True)
@@ -197,6 +201,8 @@ class RestStore:
             obj["status"] = {"phase": "Active"}
         elif rt.plural == "services":
             obj["status"] = {"loadBalancer": {}}
+        elif rt.plural == "replicasets":
+            obj["status"] = {"replicas": 0}  # required (not omitempty) in ReplicaSetStatus
         elif rt.has_status and rt.plural != "nodes":
             obj["status"] = {}
 
@@ -284,7 +290,9 @@ class RestStore:
             if wanted_rv is not None and wanted_rv != str(kv.mod_revision):
                 raise status.conflict(rt.group, rt.plural, name, status.MODIFIED_CONFLICT)
             new = self._prepare_update(rt, new, old, subresource)
-            self._validate(rt, new, old)
+            # A binding is the one write allowed to set spec.nodeName: it is validated as
+            # an object, not against the update rules that forbid users changing the spec.
+            self._validate(rt, new, None if subresource == "binding" else old)
             if new == old:
                 return old  # no-op: nothing written, resourceVersion unchanged
             if dry_run:
@@ -364,6 +372,10 @@ class RestStore:
 
     async def delete(self, rt: ResourceType, namespace: str | None, name: str,
                      options: DeleteOptions) -> Obj:
+        if rt.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+            raise status.StatusError(403, "Forbidden", f'namespaces "{name}" is forbidden: '
+                                     "this namespace may not be deleted",
+                                     details={"name": name, "kind": "namespaces"})
         key = rt.key(namespace, name)
         for _ in range(_GUARANTEED_UPDATE_ATTEMPTS):
             kv = await self.storage.get(key)
@@ -386,6 +398,9 @@ class RestStore:
             if not meta.get("finalizers") and grace == 0:
                 if options.dry_run:
                     return obj
+                if rt.plural == "namespaces" and not meta.get("deletionTimestamp"):
+                    await self._mark_terminating(key, name, obj, expected=kv.mod_revision)
+                    continue  # re-read; removing it then deletes its content
                 try:
                     return await self._remove(rt, key, obj, expected=kv.mod_revision) or obj
                 except ConflictError:
@@ -412,6 +427,32 @@ class RestStore:
             return obj
         raise status.conflict(rt.group, rt.plural, name, "too many concurrent updates")
 
+    async def _mark_terminating(self, key: str, name: str, namespace: Obj, *,
+                                expected: int) -> None:
+        """First step of deleting a namespace: from now on nothing can be created in it
+        (``_require_namespace`` refuses). A conflict is left to the caller's re-read."""
+        namespace["metadata"]["deletionTimestamp"] = _now_plus(0)
+        namespace["metadata"]["deletionGracePeriodSeconds"] = 0
+        namespace.setdefault("status", {})["phase"] = "Terminating"
+        with contextlib.suppress(ConflictError):
+            await self.storage.update(key, encode(namespace), expected_mod_revision=expected)
+
+    async def _empty_namespace(self, name: str) -> None:
+        """Delete everything in a Terminating namespace before the namespace itself goes.
+
+        So no object outlives its namespace, except one a finalizer holds: it is marked
+        deleted and goes when the finalizer is removed. This is the namespace controller's
+        work done inline, at once rather than gracefully.
+        """
+        now = DeleteOptions(grace_period_seconds=0)
+        for rt in self.registry.resources:
+            if not rt.namespaced:
+                continue
+            for item in (await self.storage.range(rt.namespace_prefix(name))).kvs:
+                item_name = orjson.loads(item.value)["metadata"]["name"]
+                with contextlib.suppress(status.StatusError):
+                    await self.delete(rt, name, item_name, now)
+
     @staticmethod
     def _grace_period(rt: ResourceType, obj: Obj, options: DeleteOptions) -> int:
         """Pods bound to a node get a grace period; everything else goes at once."""
@@ -428,6 +469,8 @@ class RestStore:
 
     async def _remove(self, rt: ResourceType, key: str, obj: Obj, *, expected: int
                       ) -> Obj | None:
+        if rt.plural == "namespaces":
+            await self._empty_namespace(obj["metadata"]["name"])
         try:
             deleted = await self.storage.delete(key, expected_mod_revision=expected)
         except KeyNotFoundError:

@@ -34,12 +34,14 @@ class Backoff:
         self.reset_after = reset_after
         self._entries: dict[str, _Entry] = {}
 
-    def remaining(self, key: str, *, since: float, now: float) -> float:
-        """Seconds to wait before the next attempt, counted from ``since`` (0 = go now)."""
+    def remaining(self, key: str, *, now: float, since: float | None = None) -> float:
+        """Seconds to wait before the next attempt (0 = go now), counted from ``since``
+        (when the container last finished) or else from the last recorded attempt."""
         entry = self._entries.get(key)
         if entry is None:
             return 0.0
-        return max(0.0, since + entry.delay - now)
+        start = entry.last_update if since is None else since
+        return max(0.0, start + entry.delay - now)
 
     def attempted(self, key: str, *, now: float) -> None:
         """Record an attempt (a restart, a pull): the next wait doubles."""

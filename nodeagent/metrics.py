@@ -8,7 +8,11 @@ operation types.
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from nodeagent.runtime.interface import ContainerState, ContainerSummary
 
 _START_BUCKETS = (0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 300, 600)
 _OPERATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -86,6 +90,15 @@ class AgentMetrics:
         if not ok:
             self.runtime_operation_errors.labels(operation_type=operation).inc()
 
-    def observe_relist(self, seconds: float, *, now: float) -> None:
+    def observe_relist(
+        self, seconds: float, containers: list[ContainerSummary], *, now: float
+    ) -> None:
+        """After each PLEG relist: its duration, liveness, and the running pod/containers."""
         self.pleg_relist_duration.observe(seconds)
         self.pleg_last_seen.set(now)
+        self.running_pods.set(
+            sum(1 for c in containers if c.is_sandbox and c.state is ContainerState.RUNNING)
+        )
+        counts = collections.Counter(c.state.value for c in containers if not c.is_sandbox)
+        for state in ContainerState:
+            self.running_containers.labels(container_state=state.value).set(counts[state.value])

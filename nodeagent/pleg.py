@@ -93,7 +93,7 @@ class Pleg:
         on_pod_changed: Callable[[str], None],
         *,
         period: float = 1.0,
-        observe_relist: Callable[[float], None] | None = None,
+        observe_relist: Callable[[float, list[ContainerSummary]], None] | None = None,
     ) -> None:
         self._runtime = runtime
         self._on_pod_changed = on_pod_changed
@@ -110,12 +110,13 @@ class Pleg:
 
     async def relist(self) -> list[PodLifecycleEvent]:
         started = time.monotonic()
-        current = snapshot(await self._runtime.list_containers())
+        containers = await self._runtime.list_containers()
+        current = snapshot(containers)
         events = diff(self._state, current)
         self._state = current
         self.last_relist = time.monotonic()
         if self._observe_relist is not None:
-            self._observe_relist(self.last_relist - started)
+            self._observe_relist(self.last_relist - started, containers)
         for pod_uid in dict.fromkeys(event.pod_uid for event in events):
             self._on_pod_changed(pod_uid)
         return events
@@ -128,8 +129,10 @@ class Pleg:
                     await self.relist()
                 except ContainerRuntimeError as err:
                     log.warning("PLEG relist failed: %s", err)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), self._period)
+                    async with asyncio.timeout(self._period):
+                        await self._poke.wait()
                 self._poke.clear()
         finally:
             watcher.cancel()

@@ -48,6 +48,7 @@ from nodeagent.container_spec import (
 )
 from nodeagent.metrics import AgentMetrics
 from nodeagent.network.manager import PodNetworkManager
+from nodeagent.probes import LIVENESS, READINESS, STARTUP, ContainerProber, probes_of
 from nodeagent.runtime.interface import (
     KIND_APP,
     KIND_INIT,
@@ -191,6 +192,7 @@ class PodWorker:
         self._on_terminated = on_terminated
         self._wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.probers: dict[str, asyncio.Task] = {}  # container id -> its prober
         phase = (pod.get("status") or {}).get("phase")
         if phase in TERMINAL_PHASES:
             self.terminal_phase = phase
@@ -224,6 +226,12 @@ class PodWorker:
 
     # -- loop ---------------------------------------------------------------------------
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._stop_probers(keep=set())
+
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
             if self.state is WorkerState.SYNCING:
@@ -234,8 +242,10 @@ class PodWorker:
                     self.state = WorkerState.TERMINATED
                     self._on_terminated(self.uid)
                     return
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay if delay else RESYNC_SECONDS)
+                async with asyncio.timeout(delay if delay else RESYNC_SECONDS):
+                    await self._wake.wait()
 
     async def _timed(self, step: Callable[[], Any], kind: str) -> float | None:
         started = time.monotonic()
@@ -272,10 +282,14 @@ class PodWorker:
         self.pod_ip = self.ctx.network.address_of(sandbox.id)
         next_wake = await self._sync_containers(pod, view, sandbox)
         view = await read_pod_view(self.ctx.runtime, self.uid)
+        self._sync_probers(view)
         status = await self._report(view)
         if status["phase"] in TERMINAL_PHASES:
             self.terminal_phase = status["phase"]
+            self._stop_probers(keep=set())
+            self.waiting.clear()  # nothing will start again: show how containers ended
             await self._release_sandbox(view)
+            await self._report(view)
             return None
         return next_wake
 
@@ -422,8 +436,9 @@ class PodWorker:
                     self.waiting.pop(name, None)
                     return None
                 key = f"{self.uid}/{name}"
-                finished = (_epoch(latest.finished_at) or _epoch(latest.created_at)
-                            or self.ctx.clock())
+                finished = (
+                    _epoch(latest.finished_at) or _epoch(latest.created_at) or self.ctx.clock()
+                )
                 started = _epoch(latest.started_at) or finished
                 self.ctx.restart_backoff.ran_for(key, finished - started)
                 remaining = self.ctx.restart_backoff.remaining(
@@ -525,18 +540,14 @@ class PodWorker:
         if present and policy == "IfNotPresent":
             return None
         key = f"{self.uid}/pull/{image}"
-        now = self.ctx.clock()
-        remaining = (
-            self.ctx.pull_backoff.remaining(key, since=now, now=now)
-            if self.waiting.get(name, Waiting("")).reason in ("ErrImagePull", "ImagePullBackOff")
-            else 0.0
-        )
-        if remaining > 0 and self.waiting[name].reason == "ErrImagePull":
+        remaining = self.ctx.pull_backoff.remaining(key, now=self.ctx.clock())
+        if remaining > 0:
+            if self.waiting.get(name, Waiting("")).reason != "ImagePullBackOff":
+                self.ctx.api.record_event(
+                    self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"'
+                )
             self.waiting[name] = Waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
-            self.ctx.api.record_event(
-                self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"'
-            )
-            return self.ctx.pull_backoff.current_delay(key)
+            return remaining
         self.ctx.api.record_event(self.pod, "Normal", "Pulling", f'Pulling image "{image}"')
         started = time.monotonic()
         try:
@@ -589,10 +600,58 @@ class PodWorker:
             self.ctx.metrics.pod_start_duration.observe(time.monotonic() - self.first_seen)
         return status
 
+    # -- probes -------------------------------------------------------------------------
+    def _sync_probers(self, view: PodView) -> None:
+        """One prober per running app container that declares probes; none for the rest."""
+        wanted: dict[str, Mapping[str, Any]] = {}
+        for container in self.pod.get("spec", {}).get("containers") or []:
+            instances = view.containers.get(container["name"], [])
+            if instances and instances[0].state is ContainerState.RUNNING and probes_of(container):
+                wanted[instances[0].id] = container
+        self._stop_probers(keep=set(wanted))
+        for container_id, container in wanted.items():
+            if container_id in self.probers:
+                continue
+            name = container["name"]
+            if STARTUP in probes_of(container) or READINESS in probes_of(container):
+                self.ready[name] = False
+            prober = ContainerProber(
+                container,
+                container_id,
+                runtime=self.ctx.runtime,
+                pod_ip=self.pod_ip,
+                on_change=lambda kind, ok, message, c=container, cid=container_id: (
+                    self._probe_changed(c, cid, kind, ok, message)
+                ),
+                on_failure=lambda kind, message, c=container: self.ctx.api.record_event(
+                    self.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}"
+                ),
+            )
+            self.probers[container_id] = asyncio.get_running_loop().create_task(
+                prober.run(), name=f"probe-{container_id[:12]}"
+            )
+
+    def _probe_changed(
+        self, container: Mapping[str, Any], container_id: str, kind: str, ok: bool, message: str
+    ) -> None:
+        name = container["name"]
+        if kind == READINESS:
+            self.ready[name] = ok
+        elif kind == STARTUP and ok and READINESS not in probes_of(container):
+            self.ready[name] = True
+        elif kind in (LIVENESS, STARTUP) and not ok:
+            self.unhealthy.add(container_id)
+        self.wake()
+
+    def _stop_probers(self, *, keep: set[str]) -> None:
+        for container_id in [c for c in self.probers if c not in keep]:
+            self.probers.pop(container_id).cancel()
+
     # -- terminating --------------------------------------------------------------------
     async def _terminate_once(self) -> float | None:
         """Stop everything of the pod; None when done (retry delay otherwise)."""
         pod = self.pod
+        self._stop_probers(keep=set())
         grace = _grace_seconds(pod)
         view = await read_pod_view(self.ctx.runtime, self.uid)
         running = view.running_containers()

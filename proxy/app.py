@@ -21,6 +21,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pyroute2 import IPRoute
 
+from apiclient import resources
+from apiclient.client import ApiClient
+from apiclient.informer import Informer
 from proxy import conntrack, safety_route, sysctls
 from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app, serve
 from proxy.iptables.render import NodeInfo
@@ -47,15 +50,14 @@ def local_addresses(cidrs: tuple[str, ...], *, netns: str | None = None) -> tupl
     )
 
 
-def node_info(options: ProxyOptions, node: Mapping[str, Any] | None) -> NodeInfo:
+def node_info(
+    options: ProxyOptions, node: Mapping[str, Any] | None, *, nodeport_addresses: tuple[str, ...]
+) -> NodeInfo:
     pod_cidr = ((node or {}).get("spec") or {}).get("podCIDR")
-    addresses = ()
-    if options.nodeport_addresses:
-        addresses = local_addresses(options.nodeport_addresses, netns=options.netns)
     return NodeInfo(
         name=options.node_name,
         cluster_cidr=options.cluster_cidr or pod_cidr,
-        nodeport_addresses=addresses,
+        nodeport_addresses=nodeport_addresses,
         nodeport_localhost=options.nodeport_localhost,
         masquerade_all=options.masquerade_all,
     )
@@ -72,9 +74,9 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
     return app
 
 
-def _default_informer(client: Any, resource: Any, *, field_selector: str | None = None) -> Any:
-    from apiclient.informer import Informer
-
+def _default_informer(
+    client: ApiClient, resource: resources.Resource, *, field_selector: str | None = None
+) -> Informer:
     return Informer(client, resource, field_selector=field_selector)
 
 
@@ -92,24 +94,31 @@ async def prepare_node(options: ProxyOptions) -> str:
 
 async def run_proxy(
     options: ProxyOptions,
-    client: Any,
+    client: ApiClient,
     *,
     registry: CollectorRegistry | None = None,
     informer_factory: InformerFactory | None = None,
     retry_interval: float = 5.0,
 ) -> None:
     """Run the proxy until cancelled. ``registry``: serve metrics elsewhere (the agent)."""
-    from apiclient import resources
-
     serve_metrics = registry is None and bool(options.metrics_bind_address)
     registry = registry if registry is not None else CollectorRegistry()
     backend = await prepare_node(options)
     log.info("service proxy: mode %s, iptables backend %s", options.mode, backend)
 
+    addresses: tuple[str, ...] = ()
+    if options.nodeport_addresses:  # resolved once: netlink calls block
+        addresses = await asyncio.to_thread(
+            local_addresses, options.nodeport_addresses, netns=options.netns
+        )
+
+    def node_facts(node: Mapping[str, Any] | None) -> NodeInfo:
+        return node_info(options, node, nodeport_addresses=addresses)
+
     health = ProxyHealth(timeout=2 * options.sync_period)
     health_servers = ServiceHealthServers(host=options.health_check_bind_host)
     proxier = Proxier(
-        node=node_info(options, None),
+        node=node_facts(None),
         iptables=Iptables(backend, netns=options.netns),
         metrics=ProxyMetrics(registry),
         health=health,
@@ -135,8 +144,8 @@ async def run_proxy(
         on_delete=lambda obj: proxier.on_endpoint_slice(obj, None),
     )
     nodes.add_handler(
-        on_add=lambda obj: proxier.set_node(node_info(options, obj)),
-        on_update=lambda _old, obj: proxier.set_node(node_info(options, obj)),
+        on_add=lambda obj: proxier.set_node(node_facts(obj)),
+        on_update=lambda _old, obj: proxier.set_node(node_facts(obj)),
     )
 
     informers = (services, slices, nodes)

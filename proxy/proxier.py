@@ -9,24 +9,28 @@ Services they touch, and applies one iptables-restore transaction:
 * partial sync (otherwise): the top-level chains are rewritten whole, but only the changed
   Services' own chains are written or deleted.
 
-Rendered rules are cached per Service, so a partial sync costs work proportional to the
-change plus the size of the top-level chains. Conntrack cleanup, health-check servers,
-metrics and /healthz are updated only after a successful apply.
+Rendered rules are cached per Service (without their chain lines), so a partial sync costs
+work proportional to the change plus the size of the top-level chains. Rendering is lazy:
+iptables-restore parses the first Services while the next ones are rendered. Conntrack
+cleanup, health-check servers, metrics and /healthz are updated only after a successful
+apply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import conntrack, servicemodel, tracker
 from proxy.conntrack import StaleFlow, UdpTarget
 from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
-from proxy.iptables import names, render
+from proxy.iptables import render
 from proxy.iptables.render import NodeInfo, ServiceRules
 from proxy.iptables.restore import CommandError, Iptables, RestoreError
 from proxy.metrics import ProxyMetrics
@@ -36,6 +40,14 @@ log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
 FlowDeleter = Callable[..., Awaitable[bool]]
+
+
+@dataclass
+class _UdpChanges:
+    """UDP targets of the Services re-rendered in one sync, before and after."""
+
+    old: dict[str, UdpTarget] = field(default_factory=dict)
+    new: dict[str, UdpTarget] = field(default_factory=dict)
 
 
 class Proxier:
@@ -80,6 +92,7 @@ class Proxier:
         self._pending_flows: set[StaleFlow] = set()
         self._pending_triggers: list[float] = []
         self._needs_full = True
+        self._known_chains: set[str] | None = None  # per-service nat chains in the kernel
         self._last_full = -math.inf
         self.last_sync_was_full: bool | None = None
 
@@ -141,70 +154,82 @@ class Proxier:
                 check = (port.health_check_node_port, HealthCheck(key, len(selection.local)))
         return targets, check
 
-    def _rerender(self, keys: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[StaleFlow]]:
-        old_chains: dict[str, tuple[str, ...]] = {}
-        old_udp: dict[str, UdpTarget] = {}
-        new_udp: dict[str, UdpTarget] = {}
+    def _render(self, keys: list[str], udp: _UdpChanges) -> Iterator[tuple[str, ServiceRules]]:
+        """Render ``keys`` one by one, lazily (the restore stream pulls them), updating the
+        per-Service caches as it goes and noting UDP endpoint changes for conntrack."""
         for key in keys:
-            previous = self._rules.pop(key, None)
-            old_chains[key] = previous.chains if previous else ()
-            old_udp.update(self._udp.pop(key, {}))
+            self._rules.pop(key, None)
+            udp.old.update(self._udp.pop(key, {}))
             self._health_checks.pop(key, None)
             service = self._services.get(key)
             if service is None:  # its slices stay until their own delete events
                 continue
-            slices = self._slices.get(key, {}).values()
-            self._rules[key] = render.render_service(service, slices, self.node)
-            udp, check = self._derive(key)
-            if udp:
-                self._udp[key] = udp
-                new_udp.update(udp)
+            rules = render.render_service(service, self._slices.get(key, {}).values(), self.node)
+            self._rules[key] = rules.slim()
+            targets, check = self._derive(key)
+            if targets:
+                self._udp[key] = targets
+                udp.new.update(targets)
             if check:
                 self._health_checks[key] = check
-        return old_chains, conntrack.stale_flows(old_udp, new_udp)
+            yield key, rules
+
+    async def _kernel_state(self) -> tuple[set[str], dict[str, list[str]] | None]:
+        """Chains that may need deleting, and missing jump rules (None: not checked).
+
+        The kernel is read (iptables-save of nat and filter) only at start, after a
+        failure, or when the canary chain is gone (someone flushed the tables); otherwise
+        the chains known from our own writes are used, which keeps a periodic full sync
+        close to the cost of iptables-restore alone."""
+        if self._known_chains is not None and await self.iptables.canary_present():
+            return self._known_chains, None
+        nat, filter_ = await asyncio.gather(self.iptables.save("nat"), self.iptables.save("filter"))
+        jumps = {"nat": render.missing_jumps("nat", nat),
+                 "filter": render.missing_jumps("filter", filter_)}  # fmt: skip
+        return render.chain_names(nat), jumps
 
     async def sync(self) -> bool:
         """One run: render what changed (or everything) and apply it; False on failure."""
         started, wall_started = self._clock(), self._wall_clock()
         changed = self._absorb()
         full = self._needs_full or started - self._last_full >= self.sync_period
-        keys = set(self._services) | set(self._rules) if full else changed
-        old_chains, flows = self._rerender(keys)
-        self._pending_flows.update(flows)
+        udp = _UdpChanges()
+        summary = render.StreamSummary()
         try:
             if full:
-                existing = await self.iptables.chain_names("nat")
-                active = {chain for rules in self._rules.values() for chain in rules.chains}
-                doomed = {c for c in existing if names.is_per_service_chain(c) and c not in active}
-                ruleset = render.assemble(self._rules, self.node, delete_chains=doomed)
+                candidates, jumps = await self._kernel_state()
+                keys = sorted(set(self._services) | set(self._rules))
+                unchanged: dict[str, ServiceRules] = {}
             else:
-                kept = {c for k in keys if k in self._rules for c in self._rules[k].chains}
-                doomed = {c for k in keys for c in old_chains[k]} - kept
-                ruleset = render.assemble(
-                    self._rules, self.node, write_chains_of=keys, delete_chains=doomed
-                )
-            await self.iptables.restore(ruleset.text)
-            if full:
-                await self.iptables.ensure_jump_rules()
-        except RestoreError as error:
-            log.error("%s; falling back to a full sync. Failing input:\n%s", error, error.context)
-            self.metrics.restore_failures.inc()
+                jumps = None
+                keys = sorted(changed)
+                candidates = {c for k in keys if k in self._rules for c in self._rules[k].chains}
+                unchanged = {k: v for k, v in self._rules.items() if k not in changed}
+            stream = render.stream_ruleset(
+                self._render(keys, udp), unchanged, self.node, delete_candidates=candidates,
+                jumps=jumps, canary=jumps is not None, summary=summary,
+            )  # fmt: skip
+            await self.iptables.restore(stream)
+        except (RestoreError, CommandError) as error:
+            context = f" Failing input:\n{error.context}" if isinstance(error, RestoreError) else ""
+            log.error("%s; falling back to a full sync.%s", error, context)
+            if isinstance(error, RestoreError):
+                self.metrics.restore_failures.inc()
             self._needs_full = True
+            self._known_chains = None  # what is in the kernel is uncertain: read it next time
+            self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
             return False
-        except CommandError as error:
-            log.error("%s; falling back to a full sync", error)
-            self._needs_full = True
-            return False
-
+        self._known_chains = set(summary.chains)
+        self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
         if self._pending_flows and await self._delete_flows(sorted(self._pending_flows)):
             self._pending_flows.clear()
         if self.health_servers is not None:
             await self.health_servers.sync(dict(self._health_checks.values()))
-        self._record_success(full, started, wall_started, ruleset)
+        self._record_success(full, started, wall_started, summary)
         return True
 
     def _record_success(
-        self, full: bool, started: float, wall_started: float, ruleset: render.Ruleset
+        self, full: bool, started: float, wall_started: float, summary: render.StreamSummary
     ) -> None:
         now = self._wall_clock()
         duration = self._clock() - started
@@ -216,8 +241,8 @@ class Proxier:
             self.metrics.network_programming_duration.observe(max(0.0, now - trigger))
         self._pending_triggers = []
         self.metrics.last_sync_timestamp.set(wall_started)
-        self.metrics.iptables_rules.labels(table="nat").set(ruleset.nat_rules)
-        self.metrics.iptables_rules.labels(table="filter").set(ruleset.filter_rules)
+        self.metrics.iptables_rules.labels(table="nat").set(summary.nat_rules)
+        self.metrics.iptables_rules.labels(table="filter").set(summary.filter_rules)
         self.metrics.service_changes_pending.set(self.service_changes.pending())
         self.metrics.endpoint_changes_pending.set(self.slice_changes.pending())
         self.health.synced()

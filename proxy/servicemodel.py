@@ -9,9 +9,10 @@ Only IPv4 is handled; IPv6 addresses are skipped.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_SECONDS = 10800
@@ -60,18 +61,17 @@ class ServicePort:
         return self.internal_local or (self.externally_accessible and self.external_local)
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """One endpoint of one service port (a tuple: created 30,000 times per full sync at
+    10,000 Services, where a frozen dataclass cost measurably more)."""
+
     ip: str
     port: int
     ready: bool
     serving: bool
     terminating: bool
     node_name: str | None
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
+    address: str  # "ip:port"
 
 
 @dataclass(frozen=True)
@@ -162,17 +162,21 @@ def endpoints_for(port: ServicePort, slices: Iterable[Mapping[str, Any]]) -> lis
             conditions = endpoint.get("conditions") or {}
             ready = conditions.get("ready") is not False  # unknown counts as ready
             serving = conditions.get("serving")
-            for ip in _ipv4(endpoint.get("addresses") or ()):
-                candidate = Endpoint(
-                    ip=ip,
-                    port=target,
-                    ready=ready,
-                    serving=ready if serving is None else bool(serving),
-                    terminating=bool(conditions.get("terminating")),
-                    node_name=endpoint.get("nodeName"),
-                )
-                found.setdefault(candidate.address, candidate)
-    return sorted(found.values(), key=lambda ep: (tuple(map(int, ep.ip.split("."))), ep.port))
+            for ip in endpoint.get("addresses") or ():
+                if ":" in ip:  # IPv6
+                    continue
+                address = f"{ip}:{target}"
+                if address not in found:
+                    found[address] = Endpoint(
+                        ip,
+                        target,
+                        ready,
+                        ready if serving is None else bool(serving),
+                        bool(conditions.get("terminating")),
+                        endpoint.get("nodeName"),
+                        address,
+                    )
+    return sorted(found.values(), key=lambda ep: (socket.inet_aton(ep.ip), ep.port))
 
 
 def _usable(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:

@@ -74,8 +74,24 @@ def pod_spec(spec: Obj) -> None:
                 volume["hostPath"].setdefault("type", "")
 
 
+def _requests_from_limits(container: Obj) -> None:
+    """A limit without a request is also the request (SetDefaults_Pod, not templates)."""
+    resources = container.get("resources") if isinstance(container, dict) else None
+    if not isinstance(resources, dict) or not isinstance(resources.get("limits"), dict):
+        return
+    requests = resources.setdefault("requests", {})
+    if isinstance(requests, dict):
+        for name, value in resources["limits"].items():
+            requests.setdefault(name, value)
+
+
 def pod(obj: Obj) -> None:
-    pod_spec(obj.get("spec"))
+    spec = obj.get("spec")
+    pod_spec(spec)
+    if isinstance(spec, dict):
+        for key in ("initContainers", "containers"):
+            for container in spec.get(key) or []:
+                _requests_from_limits(container)
 
 
 def _template(obj: Obj) -> None:

@@ -3,7 +3,8 @@
 Each validator takes ``(new, old)`` (``old`` is ``None`` on create) and returns a list of
 causes ``{"reason", "message", "field"}``; the handler turns a non-empty list into one
 ``Invalid`` Status. Only rules a user would hit are checked — names, labels, required
-fields, ranges, selectors matching templates and immutable fields — and the messages
+fields, ranges, resource quantities, owner references, selectors (well-formed and
+matching templates) and immutable fields — and the messages
 match Kubernetes' so that errors look familiar (e.g. ``spec.containers[0].name:
 Required value``).
 """
@@ -15,7 +16,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from apiclient.selectors import label_key_problem, label_value_problem
+from apiclient.quantity import parse_quantity
+from apiclient.selectors import (
+    SelectorError,
+    label_key_problem,
+    label_selector_from_spec,
+    label_value_problem,
+)
 from apiserver.status import field_cause
 
 Obj = dict[str, Any]
@@ -144,6 +151,10 @@ def metadata_causes(obj: Obj, *, name_check: NameCheck = dns1123_subdomain_error
             for key in annotations:
                 causes += [invalid_value("metadata.annotations", key, e)
                            for e in label_key_errors(key)]
+    for i, ref in enumerate(meta.get("ownerReferences") or []):
+        for key in ("apiVersion", "kind", "name", "uid"):
+            if not isinstance(ref, dict) or not ref.get(key):
+                causes.append(required(f"metadata.ownerReferences[{i}].{key}"))
     finalizers = meta.get("finalizers")
     if finalizers is not None and (not isinstance(finalizers, list)
                                    or not all(isinstance(f, str) for f in finalizers)):
@@ -204,6 +215,33 @@ def _container_causes(c: Any, field: str, volume_names: set[str]) -> list[Cause]
     for i, env in enumerate(c.get("env") or []):
         if not isinstance(env, dict) or not env.get("name"):
             causes.append(required(f"{field}.env[{i}].name"))
+    causes += _resources_causes(c.get("resources"), f"{field}.resources")
+    return causes
+
+
+def _resources_causes(resources: Any, field: str) -> list[Cause]:
+    """Requests and limits must be quantities, and a request may not exceed its limit."""
+    if not isinstance(resources, dict):
+        return []
+    causes: list[Cause] = []
+    parsed: dict[str, dict[str, Any]] = {"requests": {}, "limits": {}}
+    for kind in ("requests", "limits"):
+        for name, value in (resources.get(kind) or {}).items():
+            try:
+                quantity = parse_quantity(value)
+            except ValueError as error:
+                causes.append(invalid_value(f"{field}.{kind}.{name}", value, str(error)))
+                continue
+            if quantity < 0:
+                causes.append(invalid_value(f"{field}.{kind}.{name}", value,
+                                            "must be greater than or equal to 0"))
+            parsed[kind][name] = quantity
+    for name, request in parsed["requests"].items():
+        limit = parsed["limits"].get(name)
+        if limit is not None and request > limit:
+            causes.append(invalid_value(f"{field}.requests", resources["requests"][name],
+                                        f"must be less than or equal to {name} limit of "
+                                        f"{resources['limits'][name]}"))
     return causes
 
 
@@ -423,10 +461,14 @@ def _workload(new: Obj, old: Obj | None) -> list[Cause]:
         causes.append(required("spec.selector"))
     else:
         causes += labels_causes(selector.get("matchLabels"), "spec.selector.matchLabels")
-        match = selector.get("matchLabels") or {}
-        if any(labels.get(k) != v for k, v in match.items()):
-            causes.append(invalid_value("spec.template.metadata.labels", labels,
-                                        "`selector` does not match template `labels`"))
+        try:
+            parsed = label_selector_from_spec(selector)
+        except SelectorError as error:
+            causes.append(invalid_value("spec.selector", selector, str(error)))
+        else:
+            if isinstance(labels, dict) and not parsed.matches(labels):
+                causes.append(invalid_value("spec.template.metadata.labels", labels,
+                                            "`selector` does not match template `labels`"))
     causes += labels_causes(labels, "spec.template.metadata.labels")
     causes += pod_spec_causes(template.get("spec"), "spec.template.spec")
     restart = (template.get("spec") or {}).get("restartPolicy", "Always")

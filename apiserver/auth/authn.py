@@ -50,6 +50,10 @@ class UserInfo:
     uid: str = ""
 
 
+USER = web.RequestKey("user", UserInfo)
+"""Where the middleware leaves the authenticated user on the request."""
+
+
 class Authenticator:
     """Authenticates a request by its verified client certificate or its bearer token."""
 
@@ -105,13 +109,13 @@ def load_token_file(path: Path) -> dict[str, UserInfo]:
 def auth_middleware(authenticator: Authenticator, *,
                     public_paths: frozenset[str] = DEFAULT_PUBLIC_PATHS
                     ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """An aiohttp middleware setting ``request["user"]`` or answering 401."""
+    """An aiohttp middleware setting ``request[USER]`` or answering 401."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         user = authenticator.authenticate(request)
         if user is not None:
-            request["user"] = user
+            request[USER] = user
         elif not _is_public(request.path, public_paths):
             return web.json_response(UNAUTHORIZED_STATUS, status=401)
         return await handler(request)

@@ -17,28 +17,13 @@ from aiohttp import web
 
 from apiserver import openapi, status
 from apiserver.handlers import request as req
-from apiserver.registry import Registry, ResourceType
+from apiserver.registry import SUBRESOURCE_VERBS, Registry, ResourceType, subresource_kind
 
 Obj = dict[str, Any]
 
 KUBERNETES_VERSION = "v1.37.0"
+OPENAPI_V2_PROTOBUF_RESPONSE_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-_SUBRESOURCE_VERBS = {
-    "status": ["get", "patch", "update"],
-    "scale": ["get", "patch", "update"],
-    "binding": ["create"],
-    "log": ["get"],
-    "finalize": ["update"],
-}
-
-
-def _sub_kind(rt: ResourceType, sub: str) -> tuple[str, str, str]:
-    """(group, version, kind) of what a subresource returns."""
-    if sub == "scale":
-        return "autoscaling", "v1", "Scale"
-    if sub == "binding":
-        return "", "v1", "Binding"
-    return rt.group, rt.version, rt.kind
 
 
 def version_info() -> Obj:
@@ -66,10 +51,10 @@ def resource_list(registry: Registry, group: str, version: str) -> Obj:
             entry["categories"] = list(rt.categories)
         entries.append(entry)
         for sub in sorted(rt.subresources):
-            sub_group, sub_version, sub_kind = _sub_kind(rt, sub)
+            sub_group, sub_version, sub_kind = subresource_kind(rt, sub)
             sub_entry: Obj = {"name": f"{rt.plural}/{sub}", "singularName": "",
                               "namespaced": rt.namespaced, "kind": sub_kind,
-                              "verbs": _SUBRESOURCE_VERBS[sub]}
+                              "verbs": list(SUBRESOURCE_VERBS[sub])}
             if sub_group != rt.group or sub_version != rt.version:
                 sub_entry["group"], sub_entry["version"] = sub_group, sub_version
             entries.append(sub_entry)
@@ -102,8 +87,8 @@ def _aggregated_group(registry: Registry, group: str) -> Obj:
                 entry["categories"] = list(rt.categories)
             subs = []
             for sub in sorted(rt.subresources):
-                sub_group, sub_version, sub_kind = _sub_kind(rt, sub)
-                subs.append({"subresource": sub, "verbs": _SUBRESOURCE_VERBS[sub],
+                sub_group, sub_version, sub_kind = subresource_kind(rt, sub)
+                subs.append({"subresource": sub, "verbs": list(SUBRESOURCE_VERBS[sub]),
                              "responseKind": {"group": sub_group, "version": sub_version,
                                               "kind": sub_kind}})
             if subs:
@@ -196,8 +181,11 @@ class DiscoveryHandler:
     async def openapi_v2(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
         if "protobuf" in accept:
+            # Clients ask with the deprecated "...spec.v2@v1.0+protobuf" name, but the '@'
+            # is not valid in a Content-Type (Go's mime parser rejects it), so kube-openapi
+            # answers with the ".v1.0" spelling; so do we.
             return web.Response(body=openapi.openapi_v2_protobuf(),
-                                headers={"Content-Type": openapi.OPENAPI_V2_PROTOBUF_TYPE})
+                                headers={"Content-Type": OPENAPI_V2_PROTOBUF_RESPONSE_TYPE})
         return req.raw_json_response(openapi.openapi_v2())
 
     async def openapi_v3_index(self, request: web.Request) -> web.Response:

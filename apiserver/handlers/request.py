@@ -45,6 +45,10 @@ class RequestInfo:
                 "deletecollection": "DELETE"}[self.verb]
 
 
+INFO = web.RequestKey("info", RequestInfo)
+"""Where the resource handler leaves the parsed request (read by the metrics middleware)."""
+
+
 def parse(request: web.Request, registry: Registry) -> RequestInfo:
     """Resolve the request path against the registry; 404 for unknown resources."""
     parts = [p for p in request.path.split("/") if p]

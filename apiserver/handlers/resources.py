@@ -45,16 +45,18 @@ class ResourceHandler:
     """Routes ``/api/v1/...`` and ``/apis/{group}/{version}/...`` resource requests."""
 
     def __init__(self, *, registry: Registry, store: RestStore, cache: WatchCache,
-                 metrics: APIServerMetrics, kubelet_client: subresources.KubeletClient) -> None:
+                 metrics: APIServerMetrics, kubelet_client: subresources.KubeletClient,
+                 bookmark_interval: float = BOOKMARK_INTERVAL) -> None:
         self.registry = registry
         self.store = store
         self.cache = cache
         self.metrics = metrics
         self.kubelet = kubelet_client
+        self.bookmark_interval = bookmark_interval
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info = req.parse(request, self.registry)
-        request["info"] = info
+        request[req.INFO] = info
         if info.subresource is not None:
             return await subresources.handle(self, request, info)
         match info.verb:
@@ -196,7 +198,7 @@ class ResourceHandler:
                 self.metrics.watch_events.labels(rt.group, rt.version, rt.kind).inc()
             if initial_events:
                 await response.write(_bookmark(rt, start, initial_end=True))
-            next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+            next_bookmark = time.monotonic() + self.bookmark_interval
             iterator = aiter(watcher)
             while True:
                 now = time.monotonic()
@@ -211,7 +213,7 @@ class ResourceHandler:
                     if bookmarks and time.monotonic() < deadline:
                         last_sent = max(last_sent, self.cache.revision)
                         await response.write(_bookmark(rt, last_sent))
-                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+                    next_bookmark = time.monotonic() + self.bookmark_interval
                     continue
                 last_sent = event.obj.resource_version
                 await response.write(encoder.event(event.type, event.obj))

@@ -1,14 +1,16 @@
-"""The resource paths described in the OpenAPI documents.
+"""The resource paths described in the OpenAPI documents, derived from the registry.
 
-A small table, not the apiserver's registry: the documents only need, per resource, its
-group/version, plural, kind, scope and subresources, and must stay importable without the
-rest of the apiserver. Keep it in step with the resources the apiserver serves
-(ARCHITECTURE.md / INTERFACE.md list them).
+The documents need, per resource, its group/version, plural, kind, scope and
+subresources with the HTTP operations they accept; all of it comes from
+:mod:`apiserver.registry`, so a resource added there is documented without a second edit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from apiserver import registry
+from apiserver.registry import SUBRESOURCE_VERBS, subresource_kind
 
 
 @dataclass(frozen=True)
@@ -35,47 +37,13 @@ class Resource:
         return f"apis/{self.group}/{self.version}" if self.group else f"api/{self.version}"
 
 
-def _status(group: str, version: str, kind: str) -> Subresource:
-    return Subresource("status", group, version, kind, ("get", "put", "patch"))
+# Discovery verbs -> the HTTP operations the documents describe.
+_OPERATIONS = {"get": "get", "update": "put", "patch": "patch", "create": "post"}
 
-
-_SCALE = Subresource("scale", "autoscaling", "v1", "Scale", ("get", "put", "patch"))
-
-RESOURCES: tuple[Resource, ...] = (
-    Resource("", "v1", "namespaces", "Namespace", False, (_status("", "v1", "Namespace"),)),
-    Resource("", "v1", "nodes", "Node", False, (_status("", "v1", "Node"),)),
-    Resource(
-        "",
-        "v1",
-        "pods",
-        "Pod",
-        True,
-        (
-            _status("", "v1", "Pod"),
-            Subresource("binding", "", "v1", "Binding", ("post",)),
-            Subresource("log", "", "v1", "Pod", ("get",)),
-        ),
-    ),
-    Resource("", "v1", "services", "Service", True, (_status("", "v1", "Service"),)),
-    Resource("", "v1", "endpoints", "Endpoints", True),
-    Resource("", "v1", "events", "Event", True),
-    Resource("", "v1", "configmaps", "ConfigMap", True),
-    Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
-    Resource(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        True,
-        (_status("apps", "v1", "Deployment"), _SCALE),
-    ),
-    Resource(
-        "apps",
-        "v1",
-        "replicasets",
-        "ReplicaSet",
-        True,
-        (_status("apps", "v1", "ReplicaSet"), _SCALE),
-    ),
-    Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
+RESOURCES: tuple[Resource, ...] = tuple(
+    Resource(rt.group, rt.version, rt.plural, rt.kind, rt.namespaced, tuple(
+        Subresource(sub, *subresource_kind(rt, sub),
+                    tuple(_OPERATIONS[verb] for verb in SUBRESOURCE_VERBS[sub]))
+        for sub in sorted(rt.subresources)))
+    for rt in registry.RESOURCES
 )

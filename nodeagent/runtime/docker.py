@@ -2,7 +2,7 @@
 
 docker-py is blocking, so every call runs on a private thread pool (a stuck call can never
 freeze the event loop, and a burst of pods cannot starve the loop's default executor) and is
-bounded twice: by the HTTP timeout of the client and by ``asyncio.wait_for``. Docker's
+bounded twice: by the HTTP timeout of the client and by ``asyncio.timeout``. Docker's
 exception zoo is translated into the ``ContainerRuntimeError`` family here and nowhere else.
 
 Listing uses the cheap ``/containers/json`` endpoint (no per-container inspect) because the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -122,7 +123,8 @@ class DockerRuntime:
         started = time.monotonic()
         ok = False
         try:
-            result = await asyncio.wait_for(loop.run_in_executor(self._executor, fn), limit)
+            async with asyncio.timeout(limit):
+                result = await loop.run_in_executor(self._executor, fn)
             ok = True
             return result
         except TimeoutError as err:
@@ -226,7 +228,7 @@ class DockerRuntime:
             raise ContainerStartError(str(err)) from err
 
     async def stop_container(self, container_id: str, *, timeout: float) -> None:
-        seconds = max(0, int(timeout))
+        seconds = max(0, math.ceil(timeout))  # Docker takes whole seconds; never cut the grace
         with contextlib.suppress(ContainerNotFoundError):
             await self._call(
                 "stop_container",
@@ -318,6 +320,36 @@ class DockerRuntime:
             subject=container_id[:12],
         )
 
+    async def follow_logs(
+        self, container_id: str, *, tail: int | None = None, timestamps: bool = False
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        stream = await self._call(
+            "logs",
+            lambda: self._api.logs(
+                container_id,
+                stdout=True,
+                stderr=True,
+                timestamps=timestamps,
+                stream=True,
+                follow=True,
+                tail="all" if tail is None else tail,
+            ),
+            subject=container_id[:12],
+        )
+        sentinel = object()
+        try:
+            while True:
+                # The stream has no read timeout on purpose (a quiet container is fine);
+                # it ends when the container stops, and close() below ends it early.
+                chunk = await loop.run_in_executor(self._executor, next, stream, sentinel)
+                if chunk is sentinel:
+                    return
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+
     async def image_present(self, image: str) -> bool:
         try:
             await self.image_id(image)
@@ -395,7 +427,9 @@ class DockerRuntime:
                 stream.close()
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for calls already running (each bounded by its timeout): a create that
+        # finished after we returned would leave a container nobody knows about.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._api.close()
 
 

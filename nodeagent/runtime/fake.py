@@ -204,6 +204,11 @@ class FakeRuntime:
         lines = self.logs.get(container_id, b"").splitlines(keepends=True)
         return b"".join(lines[-tail:] if tail else lines)
 
+    async def follow_logs(
+        self, container_id: str, *, tail: int | None = None, timestamps: bool = False
+    ) -> AsyncIterator[bytes]:
+        yield await self.container_logs(container_id, tail=tail, timestamps=timestamps)
+
     async def image_present(self, image: str) -> bool:
         return image in self.images
 

@@ -53,8 +53,9 @@ class MemoryStorage(Storage):
         await asyncio.sleep(0)
         return self.kvs.get(key)
 
-    async def range(self, prefix: str, *, start_after: str | None = None,
-                    limit: int = 0) -> RangeResult:
+    async def range(
+        self, prefix: str, *, start_after: str | None = None, limit: int = 0
+    ) -> RangeResult:
         raise NotImplementedError
 
     async def create(self, key: str, value: bytes) -> KeyValue:
@@ -110,8 +111,7 @@ async def test_two_allocators_sharing_a_store_never_hand_out_the_same_ip(storage
     # random starts collide often, so only compare-and-swap keeps them apart.
     first = ClusterIPAllocator(storage, "10.97.0.0/24")
     second = ClusterIPAllocator(storage, "10.97.0.0/24")
-    ips = await asyncio.gather(*(
-        (first if i % 2 else second).allocate() for i in range(200)))
+    ips = await asyncio.gather(*((first if i % 2 else second).allocate() for i in range(200)))
     assert len(set(ips)) == 200
     assert storage.conflicts > 0  # the races really happened
 
@@ -132,14 +132,16 @@ async def test_first_ip_only_when_asked_for(storage):
     assert await allocator.allocate("10.96.0.1") == "10.96.0.1"
 
 
-@pytest.mark.parametrize("ip", ["10.112.0.1", "10.96.0.0", "10.111.255.255", "fd00::1",
-                                "not-an-ip"])
+@pytest.mark.parametrize(
+    "ip", ["10.112.0.1", "10.96.0.0", "10.111.255.255", "fd00::1", "not-an-ip"]
+)
 async def test_ip_outside_the_range_is_refused(storage, ip):
     allocator = ClusterIPAllocator(storage, "10.96.0.0/12")
     with pytest.raises(AllocationError) as error:
         await allocator.allocate(ip)
     assert str(error.value) == (
-        "provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12")
+        "provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+    )
 
 
 async def test_release_makes_an_ip_allocatable_again(storage):
@@ -179,13 +181,13 @@ async def test_ipv6_range(storage):
     allocator = ClusterIPAllocator(storage, "fd00:10:96::/112")
     ips = await asyncio.gather(*(allocator.allocate() for _ in range(50)))
     assert len(set(ips)) == 50
-    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("fd00:10:96::/112")
-               for ip in ips)
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("fd00:10:96::/112") for ip in ips)
     assert await allocator.allocate("fd00:10:96::1") == "fd00:10:96::1"
 
 
-@pytest.mark.parametrize("cidr", ["10.96.0.0/33", "10.96.0.1/12", "banana", "10.0.0.0/8",
-                                  "10.96.0.0/31", "fd00::/64"])
+@pytest.mark.parametrize(
+    "cidr", ["10.96.0.0/33", "10.96.0.1/12", "banana", "10.0.0.0/8", "10.96.0.0/31", "fd00::/64"]
+)
 def test_invalid_cidr_is_a_one_line_value_error(storage, cidr):
     with pytest.raises(ValueError) as error:
         ClusterIPAllocator(storage, cidr)
@@ -209,7 +211,8 @@ async def test_node_port_requested_taken_out_of_range_and_release(storage):
     with pytest.raises(AllocationError) as error:
         await allocator.allocate(8080)
     assert str(error.value) == (
-        "provided port is not in the valid range. The range of valid ports is 30000-32767")
+        "provided port is not in the valid range. The range of valid ports is 30000-32767"
+    )
     await allocator.release(30080)
     assert not await allocator.is_allocated(30080)
     assert await allocator.allocate(30080) == 30080
@@ -228,8 +231,7 @@ def test_parse_port_range():
     assert parse_port_range(" 8080 ") == (8080, 8080)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "30000-", "32767-30000", "0-10", "1-70000",
-                                  "1-2-3"])
+@pytest.mark.parametrize("text", ["", "abc", "30000-", "32767-30000", "0-10", "1-70000", "1-2-3"])
 def test_bad_port_range_is_a_one_line_value_error(text):
     with pytest.raises(ValueError) as error:
         parse_port_range(text)

@@ -24,7 +24,13 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from apiserver.auth.authn import Authenticator, UserInfo, auth_middleware, load_token_file
+from apiserver.auth.authn import (
+    USER,
+    Authenticator,
+    UserInfo,
+    auth_middleware,
+    load_token_file,
+)
 from apiserver.auth.pki import (
     PKI,
     ensure_admin_kubeconfig,
@@ -59,11 +65,10 @@ async def server_url(pki, token_file):
     """An HTTPS server answering ``/whoami`` with the authenticated identity."""
 
     async def whoami(request: web.Request) -> web.Response:
-        user: UserInfo | None = request.get("user")
+        user: UserInfo | None = request.get(USER)
         if user is None:
             return web.json_response({"anonymous": True})
-        return web.json_response({"name": user.name, "groups": list(user.groups),
-                                  "uid": user.uid})
+        return web.json_response({"name": user.name, "groups": list(user.groups), "uid": user.uid})
 
     app = web.Application(middlewares=[auth_middleware(Authenticator(token_file=token_file))])
     app.router.add_get("/whoami", whoami)
@@ -79,26 +84,38 @@ async def server_url(pki, token_file):
         await runner.cleanup()
 
 
-def client_context(ca: Path, *, cert: Path | None = None, key: Path | None = None
-                   ) -> ssl.SSLContext:
+def client_context(
+    ca: Path, *, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
     if cert is not None:
         context.load_cert_chain(cert, key)
     return context
 
 
-async def get(url: str, context: ssl.SSLContext, *, headers: dict[str, str] | None = None
-              ) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session, session.get(
-            url, ssl=context, headers=headers or {}) as response:
+async def get(
+    url: str, context: ssl.SSLContext, *, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=context, headers=headers or {}) as response,
+    ):
         return response.status, await response.json(content_type=None)
 
 
-UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
 
 
 # --- PKI files ---------------------------------------------------------------------------
+
 
 def test_ensure_pki_writes_ca_serving_and_admin_certs(pki):
     for key_path in (pki.ca_key, pki.serving_key, pki.admin_key):
@@ -106,15 +123,26 @@ def test_ensure_pki_writes_ca_serving_and_admin_certs(pki):
     serving = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
     san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(san.get_values_for_type(x509.DNSName)) >= {
-        "localhost", "kt-node", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local"}
+        "localhost",
+        "kt-node",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    }
     assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} >= {
-        "127.0.0.1", "::1", "10.96.0.1", "192.0.2.10"}
+        "127.0.0.1",
+        "::1",
+        "10.96.0.1",
+        "192.0.2.10",
+    }
     admin = x509.load_pem_x509_certificate(pki.admin_cert.read_bytes())
     assert admin.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
-        "kubernetes-admin")
+        "kubernetes-admin"
+    )
     assert admin.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == (
-        "system:masters")
+        "system:masters"
+    )
 
 
 def test_ensure_pki_is_idempotent_and_reissues_serving_cert_for_new_addresses(tmp_path):
@@ -142,6 +170,7 @@ def test_node_addresses_are_real_non_loopback_ips():
 
 # --- authentication over real TLS --------------------------------------------------------
 
+
 async def test_admin_client_cert_authenticates_as_kubernetes_admin(pki, server_url):
     context = client_context(pki.ca_cert, cert=pki.admin_cert, key=pki.admin_key)
     status, body = await get(f"{server_url}/whoami", context)
@@ -151,12 +180,12 @@ async def test_admin_client_cert_authenticates_as_kubernetes_admin(pki, server_u
 
 
 async def test_issued_client_cert_carries_user_and_groups(pki, server_url, tmp_path):
-    cert_pem, key_pem = issue_client_cert(pki, common_name="system:node:kt-node",
-                                          groups=["system:nodes", "kt-extra"])
+    cert_pem, key_pem = issue_client_cert(
+        pki, common_name="system:node:kt-node", groups=["system:nodes", "kt-extra"]
+    )
     (tmp_path / "node.crt").write_bytes(cert_pem)
     (tmp_path / "node.key").write_bytes(key_pem)
-    context = client_context(pki.ca_cert, cert=tmp_path / "node.crt",
-                             key=tmp_path / "node.key")
+    context = client_context(pki.ca_cert, cert=tmp_path / "node.crt", key=tmp_path / "node.key")
     status, body = await get(f"{server_url}/whoami", context)
     assert status == 200
     assert body["name"] == "system:node:kt-node"
@@ -174,18 +203,25 @@ async def test_cert_from_another_ca_is_rejected(pki, server_url, tmp_path):
 
 
 async def test_bearer_token_authenticates_without_a_client_cert(pki, server_url):
-    status, body = await get(f"{server_url}/whoami", client_context(pki.ca_cert),
-                             headers={"Authorization": f"Bearer {TOKEN}"})
+    status, body = await get(
+        f"{server_url}/whoami",
+        client_context(pki.ca_cert),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert status == 200
-    assert body == {"name": "alice", "groups": ["dev", "ops", "system:authenticated"],
-                    "uid": "uid-alice"}
+    assert body == {
+        "name": "alice",
+        "groups": ["dev", "ops", "system:authenticated"],
+        "uid": "uid-alice",
+    }
 
 
 @pytest.mark.parametrize("header", [None, "Bearer kt-wrong-token", "Bearer ", f"Basic {TOKEN}"])
 async def test_missing_or_bad_credentials_get_401_status(pki, server_url, header):
     headers = {"Authorization": header} if header is not None else None
-    status, body = await get(f"{server_url}/api/v1/pods", client_context(pki.ca_cert),
-                             headers=headers)
+    status, body = await get(
+        f"{server_url}/api/v1/pods", client_context(pki.ca_cert), headers=headers
+    )
     assert (status, body) == (401, UNAUTHORIZED)
 
 
@@ -209,8 +245,10 @@ def test_malformed_token_file_names_the_line(tmp_path):
 
 # --- kubeconfig --------------------------------------------------------------------------
 
+
 async def test_admin_kubeconfig_round_trips_into_a_working_tls_client(
-        pki, pki_dir, server_url, tmp_path):
+    pki, pki_dir, server_url, tmp_path
+):
     port = int(server_url.rsplit(":", 1)[1])
     path = ensure_admin_kubeconfig(pki_dir, pki, port=port)
     assert path == pki_dir / "admin.kubeconfig"
@@ -224,7 +262,8 @@ async def test_admin_kubeconfig_round_trips_into_a_working_tls_client(
     (tmp_path / "client.crt").write_bytes(base64.b64decode(user["client-certificate-data"]))
     (tmp_path / "client.key").write_bytes(base64.b64decode(user["client-key-data"]))
     context = ssl.create_default_context(
-        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+    )
     context.load_cert_chain(tmp_path / "client.crt", tmp_path / "client.key")
     status, body = await get(f"{cluster['server']}/whoami", context)
     assert status == 200
@@ -239,8 +278,14 @@ async def test_kubectl_accepts_the_admin_kubeconfig(pki, pki_dir, server_url):
     path = ensure_admin_kubeconfig(pki_dir, pki, port=port)
     process = await asyncio.create_subprocess_exec(
         str(kubectl if kubectl.exists() else shutil.which("kubectl")),
-        "--kubeconfig", str(path), "get", "--raw", "/whoami",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--kubeconfig",
+        str(path),
+        "get",
+        "--raw",
+        "/whoami",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     assert json.loads(stdout)["name"] == "kubernetes-admin"

@@ -62,7 +62,29 @@ def sep_rules(sep, address, ip, *, proto="tcp", comment=HTTP):
     ]
 
 
-FULL_CLUSTER_IP = f"""*filter
+FULL_CLUSTER_IP = f"""*nat
+:KEEL-SERVICES - [0:0]
+:KEEL-NODEPORTS - [0:0]
+:KEEL-POSTROUTING - [0:0]
+:KEEL-MARK-MASQ - [0:0]
+:{SVC} - [0:0]
+:{SEP5} - [0:0]
+:{SEP17} - [0:0]
+{MASQ_OFF_CLUSTER}
+-A {SVC} -m comment --comment "default/web:http -> 10.244.0.5:8080" -m statistic --mode random --probability 0.5000000000 -j {SEP5}
+-A {SVC} -m comment --comment "default/web:http -> 10.244.1.7:8080" -j {SEP17}
+-A {SEP5} {HTTP} -s 10.244.0.5/32 -j KEEL-MARK-MASQ
+-A {SEP5} {HTTP} -m tcp -p tcp -j DNAT --to-destination 10.244.0.5:8080
+-A {SEP17} {HTTP} -s 10.244.1.7/32 -j KEEL-MARK-MASQ
+-A {SEP17} {HTTP} -m tcp -p tcp -j DNAT --to-destination 10.244.1.7:8080
+-A KEEL-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KEEL-POSTROUTING -j MARK --xor-mark 0x4000
+-A KEEL-POSTROUTING -m comment --comment "keelson service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KEEL-MARK-MASQ -j MARK --or-mark 0x4000
+-A KEEL-SERVICES {CLUSTER} -j {SVC}
+-A KEEL-SERVICES -m comment --comment "keelson service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KEEL-NODEPORTS
+COMMIT
+*filter
 :KEEL-SERVICES - [0:0]
 :KEEL-EXTERNAL-SERVICES - [0:0]
 :KEEL-NODEPORTS - [0:0]
@@ -73,28 +95,6 @@ FULL_CLUSTER_IP = f"""*filter
 -A KEEL-FORWARD -m comment --comment "keelson forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A KEEL-FORWARD -m comment --comment "keelson forwarding rules for the cluster CIDR" -s 10.244.0.0/16 -j ACCEPT
 -A KEEL-FORWARD -m comment --comment "keelson forwarding rules for the cluster CIDR" -d 10.244.0.0/16 -j ACCEPT
-COMMIT
-*nat
-:KEEL-SERVICES - [0:0]
-:KEEL-NODEPORTS - [0:0]
-:KEEL-POSTROUTING - [0:0]
-:KEEL-MARK-MASQ - [0:0]
-:{SVC} - [0:0]
-:{SEP5} - [0:0]
-:{SEP17} - [0:0]
--A KEEL-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
--A KEEL-POSTROUTING -j MARK --xor-mark 0x4000
--A KEEL-POSTROUTING -m comment --comment "keelson service traffic requiring SNAT" -j MASQUERADE --random-fully
--A KEEL-MARK-MASQ -j MARK --or-mark 0x4000
--A KEEL-SERVICES {CLUSTER} -j {SVC}
--A KEEL-SERVICES -m comment --comment "keelson service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KEEL-NODEPORTS
-{MASQ_OFF_CLUSTER}
--A {SVC} -m comment --comment "default/web:http -> 10.244.0.5:8080" -m statistic --mode random --probability 0.5000000000 -j {SEP5}
--A {SVC} -m comment --comment "default/web:http -> 10.244.1.7:8080" -j {SEP17}
--A {SEP5} {HTTP} -s 10.244.0.5/32 -j KEEL-MARK-MASQ
--A {SEP5} {HTTP} -m tcp -p tcp -j DNAT --to-destination 10.244.0.5:8080
--A {SEP17} {HTTP} -s 10.244.1.7/32 -j KEEL-MARK-MASQ
--A {SEP17} {HTTP} -m tcp -p tcp -j DNAT --to-destination 10.244.1.7:8080
 COMMIT
 """  # noqa: E501
 
@@ -318,8 +318,9 @@ def test_partial_sync_rewrites_top_chains_and_only_changed_service_chains():
     ruleset = render(
         [service(), other], slices, NODE, changed={"default/web"}, delete_chains=[stale]
     )
-    nat = ruleset.text.split("*nat\n")[1].splitlines()
+    nat = ruleset.text.split("*filter\n")[0].splitlines()
     declared = [line for line in nat if line.startswith(":")]
+    assert nat[0] == "*nat"
     assert declared == [
         ":KEEL-SERVICES - [0:0]",
         ":KEEL-NODEPORTS - [0:0]",
@@ -339,11 +340,10 @@ def test_partial_sync_rewrites_top_chains_and_only_changed_service_chains():
     assert (ruleset.nat_rules, ruleset.filter_rules) == (full.nat_rules, full.filter_rules)
 
 
-def test_refuses_to_delete_chains_that_are_not_ours():
-    import pytest
-
-    with pytest.raises(ValueError, match="DOCKER"):
-        render([], [], NODE, changed=set(), delete_chains=["DOCKER"])
+def test_never_deletes_chains_that_are_not_ours_or_still_wanted():
+    slices = [endpoint_slice("web-a", [endpoint("10.244.0.5")])]
+    text = render([service()], slices, NODE, delete_chains=["DOCKER", "KEEL-SERVICES", SVC]).text
+    assert "-X" not in text
 
 
 def test_nodeport_addresses_and_localhost():

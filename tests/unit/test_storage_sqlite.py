@@ -33,8 +33,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
     await storage.close()
 
 
-async def collect(events: AsyncIterator[StorageEvent], count: int, *,
-                  timeout: float = 10) -> list[StorageEvent]:
+async def collect(
+    events: AsyncIterator[StorageEvent], count: int, *, timeout: float = 10
+) -> list[StorageEvent]:
     got: list[StorageEvent] = []
 
     async def run() -> None:
@@ -91,11 +92,14 @@ async def test_concurrent_cas_has_exactly_one_winner_per_round(store: SQLiteStor
     key = PODS + "contended"
     current = await store.create(key, b"start")
     for round_number in range(20):
-        async def attempt(writer: int, expected: int = current.mod_revision,
-                          round_number: int = round_number) -> str:
+
+        async def attempt(
+            writer: int, expected: int = current.mod_revision, round_number: int = round_number
+        ) -> str:
             try:
-                await store.update(key, f"{round_number}-{writer}".encode(),
-                                   expected_mod_revision=expected)
+                await store.update(
+                    key, f"{round_number}-{writer}".encode(), expected_mod_revision=expected
+                )
             except ConflictError:
                 return "lost"
             return "won"
@@ -110,16 +114,24 @@ async def test_concurrent_cas_has_exactly_one_winner_per_round(store: SQLiteStor
 async def test_create_if_absent_race_has_one_winner(store: SQLiteStorage) -> None:
     for round_number in range(10):
         results = await asyncio.gather(
-            *(store.create(f"{PODS}race-{round_number}", str(writer).encode())
-              for writer in range(16)), return_exceptions=True)
+            *(
+                store.create(f"{PODS}race-{round_number}", str(writer).encode())
+                for writer in range(16)
+            ),
+            return_exceptions=True,
+        )
         winners = [result for result in results if not isinstance(result, BaseException)]
         assert len(winners) == 1
-        assert all(isinstance(result, KeyExistsError) for result in results
-                   if isinstance(result, BaseException))
+        assert all(
+            isinstance(result, KeyExistsError)
+            for result in results
+            if isinstance(result, BaseException)
+        )
 
 
 async def test_watch_joined_mid_stream_gets_every_revision_once_in_order(
-        store: SQLiteStorage) -> None:
+    store: SQLiteStorage,
+) -> None:
     writers, writes_each = 16, 150
     total = writers * writes_each
 
@@ -162,7 +174,10 @@ async def test_watch_prefix_filter_and_delete_event(store: SQLiteStorage) -> Non
     await store.delete(PODS + "ns/p")
     got = await collect(store.watch(from_revision=1, prefix=PODS), 3)
     assert [(event.type, event.revision) for event in got] == [
-        ("PUT", 2), ("PUT", 3), ("DELETE", 4)]
+        ("PUT", 2),
+        ("PUT", 3),
+        ("DELETE", 4),
+    ]
     update, delete = got[1], got[2]
     assert update.prev is not None and update.prev.value == b"v1"
     assert (delete.kv.value, delete.kv.mod_revision, delete.kv.create_revision) == (b"v2", 4, 2)
@@ -179,8 +194,9 @@ async def test_watch_from_future_revision_gets_only_later_events(store: SQLiteSt
     assert [event.kv.key for event in got] == [PODS + "c"]
 
 
-async def test_slow_watcher_catches_up_from_history(store: SQLiteStorage,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slow_watcher_catches_up_from_history(
+    store: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sqlite_module, "_LIVE_QUEUE_LIMIT", 5)
     watch = store.watch(from_revision=1)
     first = await asyncio.wait_for(anext_after(watch, store), 5)
@@ -249,10 +265,12 @@ async def test_watch_below_compaction_raises(store: SQLiteStorage) -> None:
 
 
 async def test_background_compaction_keeps_recent_revisions(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sqlite_module, "_COMPACT_STEP", 7)  # a backlog is compacted in steps
-    storage = SQLiteStorage(tmp_path / "state.db", keep_revisions=20, keep_seconds=0,
-                            compact_interval=0.05)
+    storage = SQLiteStorage(
+        tmp_path / "state.db", keep_revisions=20, keep_seconds=0, compact_interval=0.05
+    )
     await storage.open()
     try:
         for index in range(100):
@@ -268,8 +286,9 @@ async def test_background_compaction_keeps_recent_revisions(
 
 
 async def test_keep_seconds_protects_recent_history(tmp_path: Path) -> None:
-    storage = SQLiteStorage(tmp_path / "state.db", keep_revisions=1, keep_seconds=60,
-                            compact_interval=0)
+    storage = SQLiteStorage(
+        tmp_path / "state.db", keep_revisions=1, keep_seconds=60, compact_interval=0
+    )
     await storage.open()
     try:
         for index in range(50):
@@ -294,9 +313,12 @@ async def test_database_stays_bounded_under_heartbeat_churn(tmp_path: Path) -> N
     sizes = []
     try:
         for round_number in range(400):  # 400 x 50 = 20,000 updates
-            updated = await asyncio.gather(*(
-                storage.update(key, value, expected_mod_revision=revision)
-                for key, revision in revisions.items()))
+            updated = await asyncio.gather(
+                *(
+                    storage.update(key, value, expected_mod_revision=revision)
+                    for key, revision in revisions.items()
+                )
+            )
             revisions = {kv.key: kv.mod_revision for kv in updated}
             if round_number % 40 == 39:
                 await storage.compact_once()

@@ -28,19 +28,24 @@ NODES = "/registry/core/nodes/"
 
 def index_fields(prefix: str, obj: dict) -> dict[str, str]:
     metadata = obj["metadata"]
-    fields = {"metadata.name": metadata.get("name", ""),
-              "metadata.namespace": metadata.get("namespace", "")}
+    fields = {
+        "metadata.name": metadata.get("name", ""),
+        "metadata.namespace": metadata.get("namespace", ""),
+    }
     if prefix == PODS:
         fields["spec.nodeName"] = obj.get("spec", {}).get("nodeName", "")
     return fields
 
 
-def pod(name: str, *, node: str = "", namespace: str = "ns", labels: dict | None = None
-        ) -> bytes:
-    return orjson.dumps({"apiVersion": "v1", "kind": "Pod",
-                         "metadata": {"name": name, "namespace": namespace,
-                                      "labels": labels or {}},
-                         "spec": {"nodeName": node}})
+def pod(name: str, *, node: str = "", namespace: str = "ns", labels: dict | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": {"nodeName": node},
+        }
+    )
 
 
 def on_node(node: str):
@@ -111,8 +116,7 @@ async def test_not_ready_cache_refuses_reads(store: SQLiteStorage) -> None:
         cache.list(PODS)
 
 
-async def test_watch_without_revision_sends_synthetic_added_then_live(
-        store: SQLiteStorage) -> None:
+async def test_watch_without_revision_sends_synthetic_added_then_live(store: SQLiteStorage) -> None:
     await store.create(PODS + "ns/a", pod("a"))
     await store.create(PODS + "ns/b", pod("b"))
     cache = await start_cache(store)
@@ -122,8 +126,9 @@ async def test_watch_without_revision_sends_synthetic_added_then_live(
         initial = await next_events(watcher, 2)
         assert summary(initial) == [("ADDED", "a", 1), ("ADDED", "b", 2)]
         current = await store.get(PODS + "ns/a")
-        await store.update(PODS + "ns/a", pod("a", node="n1"),
-                           expected_mod_revision=current.mod_revision)
+        await store.update(
+            PODS + "ns/a", pod("a", node="n1"), expected_mod_revision=current.mod_revision
+        )
         live = await next_events(watcher, 1)
         assert summary(live) == [("MODIFIED", "a", 3)]
         assert orjson.loads(live[0].obj.raw)["spec"]["nodeName"] == "n1"
@@ -169,7 +174,12 @@ async def test_too_old_resource_version(store: SQLiteStorage) -> None:
             cache.watch(PODS, from_revision=7)  # the 5-event window starts at 9
         replay = cache.watch(PODS, from_revision=8)
         assert [event.obj.resource_version for event in await next_events(replay, 5)] == [
-            9, 10, 11, 12, 13]
+            9,
+            10,
+            11,
+            12,
+            13,
+        ]
     finally:
         await cache.stop()
 
@@ -180,14 +190,19 @@ async def test_selector_transitions(store: SQLiteStorage) -> None:
         watcher = cache.watch(PODS, from_revision=0, predicate=on_node("n1"))
         kv = await store.create(PODS + "ns/a", pod("a"))  # not on n1: not sent
         kv = await store.update(kv.key, pod("a", node="n1"), expected_mod_revision=kv.mod_revision)
-        kv = await store.update(kv.key, pod("a", node="n1", labels={"x": "y"}),
-                                expected_mod_revision=kv.mod_revision)
+        kv = await store.update(
+            kv.key, pod("a", node="n1", labels={"x": "y"}), expected_mod_revision=kv.mod_revision
+        )
         kv = await store.update(kv.key, pod("a", node="n2"), expected_mod_revision=kv.mod_revision)
         kv = await store.update(kv.key, pod("a", node="n3"), expected_mod_revision=kv.mod_revision)
         await store.create(PODS + "ns/b", pod("b", node="n1"))
         got = await next_events(watcher, 4)
-        assert summary(got) == [("ADDED", "a", 2), ("MODIFIED", "a", 3), ("DELETED", "a", 4),
-                                ("ADDED", "b", 6)]
+        assert summary(got) == [
+            ("ADDED", "a", 2),
+            ("MODIFIED", "a", 3),
+            ("DELETED", "a", 4),
+            ("ADDED", "b", 6),
+        ]
         assert got[2].obj.fields["spec.nodeName"] == "n2"  # DELETED carries the new state
         replayed = cache.watch(PODS, from_revision=1, predicate=on_node("n1"))
         assert summary(await next_events(replayed, 4)) == summary(got)
@@ -197,8 +212,9 @@ async def test_selector_transitions(store: SQLiteStorage) -> None:
 
 async def test_deleted_carries_last_state(store: SQLiteStorage) -> None:
     kv = await store.create(PODS + "ns/a", pod("a", labels={"app": "web"}))
-    await store.update(kv.key, pod("a", node="n1", labels={"app": "web"}),
-                       expected_mod_revision=kv.mod_revision)
+    await store.update(
+        kv.key, pod("a", node="n1", labels={"app": "web"}), expected_mod_revision=kv.mod_revision
+    )
     cache = await start_cache(store)
     try:
         watcher = cache.watch(PODS, from_revision=cache.revision)
@@ -254,8 +270,7 @@ class GatedStorage(SQLiteStorage):
 
     async def _gated(self, from_revision: int, prefix: str) -> AsyncIterator[StorageEvent]:
         await self.gate.wait()
-        async for event in SQLiteStorage.watch(self, from_revision=from_revision,
-                                               prefix=prefix):
+        async for event in SQLiteStorage.watch(self, from_revision=from_revision, prefix=prefix):
             yield event
 
 
@@ -299,12 +314,14 @@ async def test_hundred_watchers_get_each_event_quickly(store: SQLiteStorage) -> 
                 return
 
     try:
-        node_watchers = [cache.watch(PODS, from_revision=cache.revision,
-                                     predicate=on_node(f"n{index}"))
-                         for index in range(10)]
+        node_watchers = [
+            cache.watch(PODS, from_revision=cache.revision, predicate=on_node(f"n{index}"))
+            for index in range(10)
+        ]
         events = 50
-        consumers = [asyncio.create_task(consume(watcher, events // 10))
-                     for watcher in node_watchers[:10]]
+        consumers = [
+            asyncio.create_task(consume(watcher, events // 10)) for watcher in node_watchers[:10]
+        ]
         plain = [cache.watch(PODS, from_revision=cache.revision) for _ in range(90)]
         consumers += [asyncio.create_task(consume(watcher, events)) for watcher in plain]
         for index in range(events):
@@ -312,13 +329,11 @@ async def test_hundred_watchers_get_each_event_quickly(store: SQLiteStorage) -> 
             await store.create(f"{PODS}ns/p{index}", pod(f"p{index}", node=f"n{index % 10}"))
         await asyncio.wait_for(asyncio.gather(*consumers), 10)
         p99 = statistics.quantiles(arrivals, n=100)[98]
-        print(f"\n100 watchers, {len(arrivals)} deliveries: p99 write->watcher "
-              f"{p99 * 1000:.2f} ms")
+        print(f"\n100 watchers, {len(arrivals)} deliveries: p99 write->watcher {p99 * 1000:.2f} ms")
         assert len(arrivals) == events * 90 + events  # 10 node watchers: 5 events each
         assert p99 < 0.05
     finally:
         await cache.stop()
-
 
 
 class FlakyStorage(SQLiteStorage):

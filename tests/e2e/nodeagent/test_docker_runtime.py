@@ -25,16 +25,25 @@ pytestmark = pytest.mark.docker
 
 async def _sandbox(runtime, uid: str) -> str:
     return await runtime.run_sandbox(
-        SandboxConfig(name=f"{uid}-pause", image=PAUSE,
-                      labels={LABEL_POD_UID: uid, LABEL_TYPE: "sandbox"}, hostname="web-0")
+        SandboxConfig(
+            name=f"{uid}-pause",
+            image=PAUSE,
+            labels={LABEL_POD_UID: uid, LABEL_TYPE: "sandbox"},
+            hostname="web-0",
+        )
     )
 
 
 def _config(uid: str, sandbox_id: str, name: str, script: str, **extra) -> ContainerConfig:
     return ContainerConfig(
-        name=f"{uid}-{name}", image=BUSYBOX, sandbox_id=sandbox_id, hostname="web-0",
+        name=f"{uid}-{name}",
+        image=BUSYBOX,
+        sandbox_id=sandbox_id,
+        hostname="web-0",
         labels={LABEL_POD_UID: uid, LABEL_CONTAINER_NAME: name, LABEL_TYPE: "container"},
-        entrypoint=["sh", "-c"], args=[script], **extra,
+        entrypoint=["sh", "-c"],
+        args=[script],
+        **extra,
     )
 
 
@@ -55,9 +64,13 @@ async def test_containers_share_the_sandbox_network_and_hostname(runtime, pod_ui
     )
     await runtime.start_container(server)
     client = await runtime.create_container(
-        _config(pod_uid, sandbox, "client",
-                "sleep 0.5; hostname; nc 127.0.0.1 8080 </dev/null; echo $GREETING",
-                env={"GREETING": "env-works"})
+        _config(
+            pod_uid,
+            sandbox,
+            "client",
+            "sleep 0.5; hostname; nc 127.0.0.1 8080 </dev/null; echo $GREETING",
+            env={"GREETING": "env-works"},
+        )
     )
     await runtime.start_container(client)
 
@@ -65,7 +78,9 @@ async def test_containers_share_the_sandbox_network_and_hostname(runtime, pod_ui
 
     assert info.exit_code == 0
     assert (await runtime.container_logs(client)).decode().split() == [
-        "web-0", "hi-from-server", "env-works",
+        "web-0",
+        "hi-from-server",
+        "env-works",
     ]
     listed = await runtime.list_containers(labels={LABEL_POD_UID: pod_uid})
     assert {c.id for c in listed} == {sandbox, server, client}
@@ -75,12 +90,20 @@ async def test_containers_share_the_sandbox_network_and_hostname(runtime, pod_ui
 async def test_stop_sends_sigterm_then_kills_after_grace(runtime, pod_uid):
     sandbox = await _sandbox(runtime, pod_uid)
     polite = await runtime.create_container(
-        _config(pod_uid, sandbox, "polite", "trap 'echo got-term; exit 0' TERM; "
-                "while true; do sleep 0.1; done")
+        _config(
+            pod_uid,
+            sandbox,
+            "polite",
+            "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done",
+        )
     )
     stubborn = await runtime.create_container(
-        _config(pod_uid, sandbox, "stubborn", "trap 'echo ignoring' TERM; "
-                "while true; do sleep 0.1; done")
+        _config(
+            pod_uid,
+            sandbox,
+            "stubborn",
+            "trap 'echo ignoring' TERM; while true; do sleep 0.1; done",
+        )
     )
     for container in (polite, stubborn):
         await runtime.start_container(container)
@@ -105,8 +128,7 @@ async def test_exec_reports_exit_code_and_output(runtime, pod_uid):
     container = await runtime.create_container(_config(pod_uid, sandbox, "c", "sleep 30"))
     await runtime.start_container(container)
 
-    result = await runtime.exec_in_container(container, ["sh", "-c", "echo out; exit 3"],
-                                             timeout=5)
+    result = await runtime.exec_in_container(container, ["sh", "-c", "echo out; exit 3"], timeout=5)
 
     assert result.exit_code == 3
     assert result.output.strip() == b"out"
@@ -117,12 +139,23 @@ async def test_errors_are_domain_exceptions(runtime, pod_uid):
 
     with pytest.raises(ImageNotFoundError):
         await runtime.create_container(
-            ContainerConfig(name=f"{pod_uid}-x", image="localhost/keelson/missing:1",
-                            labels={LABEL_POD_UID: pod_uid}, sandbox_id=sandbox, hostname="h")
+            ContainerConfig(
+                name=f"{pod_uid}-x",
+                image="localhost/keelson/missing:1",
+                labels={LABEL_POD_UID: pod_uid},
+                sandbox_id=sandbox,
+                hostname="h",
+            )
         )
     bad = await runtime.create_container(
-        ContainerConfig(name=f"{pod_uid}-bad", image=BUSYBOX, labels={LABEL_POD_UID: pod_uid},
-                        sandbox_id=sandbox, hostname="h", entrypoint=["/no/such/binary"])
+        ContainerConfig(
+            name=f"{pod_uid}-bad",
+            image=BUSYBOX,
+            labels={LABEL_POD_UID: pod_uid},
+            sandbox_id=sandbox,
+            hostname="h",
+            entrypoint=["/no/such/binary"],
+        )
     )
     with pytest.raises(ContainerStartError, match="no/such/binary"):
         await runtime.start_container(bad)

@@ -44,5 +44,8 @@ def host_netns(make_netns: Callable[[str], str]) -> str:
 def run_in(namespace: str, *command: str, timeout: float = 10) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ip", "netns", "exec", os.path.basename(namespace), *command],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -61,7 +61,8 @@ def test_host_reaches_pod_ip_and_pods_reach_each_other(host_netns, make_netns):
     for client_ns, expected_peer in ((host_netns, "10.250.7.1"), (pod_b, "10.250.7.11")):
         server = subprocess.Popen(
             ["ip", "netns", "exec", pod_a.rsplit("/", 1)[1], sys.executable, "-c", SERVER],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"

@@ -1,0 +1,285 @@
+"""Benchmark of the iptables proxier's sync engine (prints figures; not a test).
+
+In a private network namespace (nothing on the host is touched), for N Services x 3
+endpoints:
+  * full sync: the proxier's first sync (render + chain listing + iptables-restore + jump
+    checks) next to the floor: raw ``iptables-restore --noflush`` of the same text into the
+    same empty namespace;
+  * partial sync for one endpoint change at the largest N, next to raw iptables-restore of
+    the same partial text (the floor for that delta);
+  * network programming latency p50/p99 for endpoint changes made through an API server
+    (apiclient's in-memory fake; the real apiserver is not wired here yet) at 1,000
+    Services, with the default --min-sync-period 1 s;
+  * RSS of this process (the proxier and its caches included) at the largest N.
+
+Run as root: .venv/bin/python bench/proxy_sync.py [--sizes 1000,5000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import psutil
+from prometheus_client import CollectorRegistry
+
+from apiclient import resources
+from apiclient.client import ApiClient
+from apiclient.testing import FakeApiServer
+from proxy import ProxyOptions, run_proxy
+from proxy.healthz import ProxyHealth
+from proxy.iptables.render import NodeInfo
+from proxy.iptables.restore import Iptables, remove_all
+from proxy.metrics import ProxyMetrics
+from proxy.proxier import Proxier
+
+NODE = NodeInfo(name="bench-node", cluster_cidr="10.244.0.0/16")
+
+
+def service(index: int) -> dict:
+    ip = f"10.96.{index // 250}.{index % 250 + 1}"
+    return {
+        "metadata": {"namespace": "bench", "name": f"svc-{index}"},
+        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    }
+
+
+def endpoint_slice(index: int, *, generation: int = 0) -> dict:
+    base = 3 * (index % 80)
+    ips = [f"10.244.{index // 80}.{base + k + 1}" for k in range(3)]
+    if generation:
+        ips[0] = f"10.245.{index // 250}.{index % 250 + generation % 2 + 1}"
+    return {
+        "metadata": {
+            "namespace": "bench",
+            "name": f"svc-{index}-abcde",
+            "labels": {"kubernetes.io/service-name": f"svc-{index}"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": "other"} for ip in ips
+        ],
+    }
+
+
+class RecordingIptables(Iptables):
+    """Real iptables that also keeps the last restore input, to time the floor on it."""
+
+    last_text = ""
+
+    async def restore(self, chunks: Iterable[str]) -> None:
+        seen: list[str] = []
+
+        def tee() -> Iterator[str]:
+            for chunk in chunks:
+                seen.append(chunk)
+                yield chunk
+
+        try:
+            await super().restore(tee())
+        finally:
+            self.last_text = "\n".join(seen)
+
+
+def raw_restore(netns: str, text: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables-legacy-restore", "--noflush", "-w", "5"],
+        input=text.encode(), check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def new_proxier(netns: str, registry: CollectorRegistry | None = None) -> Proxier:
+    return Proxier(
+        node=NODE,
+        iptables=RecordingIptables("legacy", netns=netns),
+        metrics=ProxyMetrics(registry or CollectorRegistry()),
+        health=ProxyHealth(timeout=60),
+        sync_period=3600,
+        min_sync_period=0,
+    )
+
+
+async def full_and_partial(
+    netns: str, count: int, *, partial: bool, repeats: int
+) -> dict[str, float]:
+    """Medians over ``repeats`` runs, each from an empty namespace, floor and proxier
+    alternating so machine noise hits both alike."""
+    fulls, floors = [], []
+    for _ in range(repeats):
+        remove_all("legacy", netns=netns)
+        proxier = new_proxier(netns)
+        slices = [endpoint_slice(i) for i in range(count)]
+        for i in range(count):
+            proxier.on_service(None, service(i))
+            proxier.on_endpoint_slice(None, slices[i])
+        started = time.perf_counter()
+        assert await proxier.sync()
+        fulls.append(time.perf_counter() - started)
+        text = proxier.iptables.last_text
+        remove_all("legacy", netns=netns)
+        floors.append(raw_restore(netns, text))
+    remove_all("legacy", netns=netns)
+    figures = {
+        "full": statistics.median(fulls),
+        "full_floor": statistics.median(floors),
+        "rules": text.count("\n-A "),
+    }
+    if not partial:
+        return figures
+    assert await new_proxier_sync(proxier)  # back to a fully programmed state
+    partial_times, floors = [], []
+    for generation in range(1, 6):
+        current = endpoint_slice(count // 2, generation=generation)
+        proxier.on_endpoint_slice(slices[count // 2], current)
+        slices[count // 2] = current
+        started = time.perf_counter()
+        assert await proxier.sync()
+        partial_times.append(time.perf_counter() - started)
+        assert proxier.last_sync_was_full is False
+        floors.append(raw_restore(netns, proxier.iptables.last_text))
+    figures["partial"] = statistics.median(partial_times)
+    figures["partial_floor"] = statistics.median(floors)
+    return figures
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+async def memory(netns: str, count: int) -> None:
+    """Run in a fresh process: RSS after imports, after the objects an informer store
+    would hold (JSON-decoded), and after a full and a partial sync."""
+    import orjson
+
+    from proxy import app  # noqa: F401  (what a real proxy process imports)
+
+    figures = {"imports": rss_mb()}
+    services = [orjson.loads(orjson.dumps(service(i))) for i in range(count)]
+    slices = [orjson.loads(orjson.dumps(endpoint_slice(i))) for i in range(count)]
+    figures["objects"] = rss_mb()
+    remove_all("legacy", netns=netns)
+    proxier = new_proxier(netns)
+    proxier.iptables = Iptables("legacy", netns=netns)
+    for obj in services:
+        proxier.on_service(None, obj)
+    for obj in slices:
+        proxier.on_endpoint_slice(None, obj)
+    assert await proxier.sync()
+    proxier.on_endpoint_slice(slices[0], endpoint_slice(0, generation=1))
+    assert await proxier.sync()
+    figures["synced"] = rss_mb()
+    remove_all("legacy", netns=netns)
+    print(
+        f"RSS at {count} Services: {figures['synced']:.1f} MB in all ="
+        f" {figures['imports']:.1f} MB interpreter and libraries"
+        f" + {figures['objects'] - figures['imports']:.1f} MB Service/EndpointSlice objects"
+        f" + {figures['synced'] - figures['objects']:.1f} MB proxier state"
+    )
+
+
+async def new_proxier_sync(proxier: Proxier) -> bool:
+    proxier._needs_full = True  # benchmark only: force a full re-apply after the floor run
+    return await proxier.sync()
+
+
+async def programming_latency(netns: str, count: int, changes: int) -> list[float]:
+    """Seconds from an EndpointSlice write through the API to the rules being applied."""
+    remove_all("legacy", netns=netns)
+    registry = CollectorRegistry()
+    options = ProxyOptions(
+        netns=netns, node_name="bench-node", iptables_backend="legacy",
+        healthz_bind_address="", metrics_bind_address="", state_dir=Path(f"/tmp/{netns}"),
+    )  # fmt: skip
+    latencies = []
+    count_metric = "kubeproxy_sync_proxy_rules_duration_seconds_count"
+    async with FakeApiServer() as server:
+        for i in range(count):
+            server.seed(resources.SERVICES, service(i))
+            server.seed(resources.ENDPOINTSLICES, endpoint_slice(i))
+        client = ApiClient(server.config())
+        task = asyncio.create_task(run_proxy(options, client, registry=registry))
+        try:
+            while not registry.get_sample_value(count_metric):
+                await asyncio.sleep(0.05)
+            for change in range(changes):
+                await asyncio.sleep(1.1)  # changes arrive spaced like a real cluster's
+                index = (change * 7919) % count
+                syncs = registry.get_sample_value(count_metric)
+                started = time.perf_counter()
+                body = endpoint_slice(index, generation=change + 1)
+                await client.patch(
+                    resources.ENDPOINTSLICES, body["metadata"]["name"],
+                    {"endpoints": body["endpoints"]}, namespace="bench",
+                )  # fmt: skip
+                while registry.get_sample_value(count_metric) == syncs:
+                    await asyncio.sleep(0.002)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()
+    return latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000,10000")
+    parser.add_argument("--latency-services", type=int, default=1000)
+    parser.add_argument("--latency-changes", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-only", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--netns", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_only:
+        await memory(args.netns, args.memory_only)
+        return
+    sizes = [int(size) for size in args.sizes.split(",")]
+    netns = f"kt-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        print(f"iptables-legacy in namespace {netns}; 3 endpoints per Service")
+        print(f"full sync, median of {args.repeats} runs from an empty namespace")
+        print(f"{'services':>8} {'rules':>7} {'full s':>8} {'floor s':>8} {'ratio':>6}")
+        for size in sizes:
+            figures = await full_and_partial(
+                netns, size, partial=size == max(sizes), repeats=args.repeats
+            )
+            print(
+                f"{size:>8} {figures['rules']:>7} {figures['full']:>8.3f}"
+                f" {figures['full_floor']:>8.3f} {figures['full'] / figures['full_floor']:>6.2f}"
+            )
+        print(
+            f"partial sync, one endpoint change at {max(sizes)} Services (median of 5):"
+            f" {figures['partial']:.3f} s, floor {figures['partial_floor']:.3f} s,"
+            f" ratio {figures['partial'] / figures['partial_floor']:.2f}"
+        )
+        subprocess.run(
+            [sys.executable, __file__, "--memory-only", str(max(sizes)), "--netns", netns],
+            check=True,
+        )
+        if args.latency_changes:
+            latencies = sorted(
+                await programming_latency(netns, args.latency_services, args.latency_changes)
+            )
+            p50 = statistics.median(latencies)
+            p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+            print(
+                f"network programming latency at {args.latency_services} Services,"
+                f" {len(latencies)} changes: p50 {p50:.3f} s, p99 {p99:.3f} s"
+            )
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,216 @@
+"""The node agent's composition: wire runtime, network, API, workers, PLEG and reporters.
+
+``run_agent`` is what ``keelson agent`` calls. Start-up order matters for the restart
+promises: the Node is registered first (its ``spec.podCIDR`` decides the network), IPAM is
+reconciled against sandboxes that really run before any pod is synced, the pod informer
+(field selector ``spec.nodeName=<node>``) must have synced before containers of unknown
+pods are removed, and only then do pod workers see PLEG events. Running containers are
+adopted as they are. Cancelling ``run_agent`` stops the agent and leaves pods running, as
+kubelet does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from apiclient.client import ApiClient
+from apiclient.informer import Informer
+from apiclient.resources import PODS
+from nodeagent.api import PodApi
+from nodeagent.metrics import AgentMetrics
+from nodeagent.network.bridge import DEFAULT_BRIDGE, BridgeNetwork
+from nodeagent.network.ipam import HostLocalIpam
+from nodeagent.network.manager import PodNetworkManager
+from nodeagent.node_status import NodeReporter, default_route_address
+from nodeagent.pleg import Pleg
+from nodeagent.pod_worker import NodeContext, PodWorkers
+from nodeagent.runtime.docker import DockerRuntime
+from nodeagent.runtime.interface import (
+    ContainerRuntime,
+    ContainerRuntimeError,
+    ContainerState,
+    ContainerSummary,
+)
+from nodeagent.server import build_app, ensure_serving_cert, start_kubelet_server
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POD_INFRA_IMAGE = "localhost/keelson/pause:1"
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message is one sentence a person can act on."""
+
+
+@dataclass
+class AgentOptions:
+    """Every flag of ``keelson agent`` (INTERFACE.md) plus ``--max-pods``."""
+
+    kubeconfig: str
+    node_name: str = ""  # "" = the lower-cased hostname
+    data_dir: str = "/var/lib/keelson/agent"
+    proxy_mode: str = "iptables"
+    kubelet_port: int = 10250
+    metrics_bind_address: str = "127.0.0.1:10249"
+    healthz_bind_address: str = "0.0.0.0:10256"
+    pod_infra_image: str = DEFAULT_POD_INFRA_IMAGE
+    pod_cidr: str | None = None
+    max_pods: int = 110
+    bridge_name: str = DEFAULT_BRIDGE  # not a flag; lets tests use their own bridge
+
+    @property
+    def resolved_node_name(self) -> str:
+        return self.node_name or socket.gethostname().lower()
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def _start_metrics_server(
+    address: str, registry: CollectorRegistry, healthy: callable
+) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = healthy()
+        return web.Response(status=200 if ok else 503, text="ok" if ok else "PLEG is stale")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = _split_address(address)
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def _running_sandboxes(runtime: ContainerRuntime) -> set[str]:
+    return {
+        c.id
+        for c in await runtime.list_containers()
+        if c.is_sandbox and c.state is ContainerState.RUNNING
+    }
+
+
+async def run_agent(
+    options: AgentOptions,
+    client: ApiClient,
+    *,
+    registry: CollectorRegistry | None = None,
+    runtime: ContainerRuntime | None = None,
+) -> None:
+    """Run the node agent until cancelled; on cancel pods keep running."""
+    node_name = options.resolved_node_name
+    metrics = AgentMetrics(registry if registry is not None else CollectorRegistry())
+    runtime = runtime or DockerRuntime(observer=metrics.observe_runtime_operation)
+    data_dir = Path(options.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runtime_version = await runtime.version()
+    except ContainerRuntimeError as err:
+        raise AgentError(f"cannot talk to the container runtime: {err}") from err
+
+    pleg: Pleg | None = None
+
+    def healthy() -> bool:
+        return pleg is not None and pleg.healthy()
+
+    reporter = NodeReporter(
+        client,
+        node_name=node_name,
+        max_pods=options.max_pods,
+        kubelet_port=options.kubelet_port,
+        data_dir=options.data_dir,
+        runtime_version=lambda: runtime_version,
+        runtime_healthy=healthy,
+    )
+    await reporter.register()
+    pod_cidr = reporter.pod_cidr or options.pod_cidr
+    if not pod_cidr:
+        raise AgentError(
+            f"node {node_name} has no spec.podCIDR and no --pod-cidr was given; "
+            "pass --pod-cidr or enable node IPAM in the control plane"
+        )
+
+    bridge = BridgeNetwork(pod_cidr=pod_cidr, bridge=options.bridge_name)
+    await asyncio.to_thread(bridge.ensure_bridge)
+    network = PodNetworkManager(
+        bridge=bridge,
+        ipam=HostLocalIpam(data_dir, pod_cidr),
+        live_sandboxes=lambda: _running_sandboxes(runtime),
+    )
+    await network.reconcile()
+
+    host_ip = await asyncio.to_thread(default_route_address)
+    api = PodApi(client, node_name=node_name)
+    context = NodeContext(
+        runtime=runtime,
+        network=network,
+        api=api,
+        node_name=node_name,
+        host_ip=host_ip,
+        pod_infra_image=options.pod_infra_image,
+        data_dir=data_dir,
+        metrics=metrics,
+    )
+    workers = PodWorkers(context)
+    informer = Informer(
+        client, PODS, field_selector=f"spec.nodeName={node_name}", name="agent-pods"
+    )
+    informer.add_handler(
+        on_add=workers.update_pod,
+        on_update=lambda _old, new: workers.update_pod(new),
+        on_delete=workers.remove_pod,
+    )
+
+    def observe_relist(seconds: float, containers: list[ContainerSummary]) -> None:
+        metrics.observe_relist(seconds, containers, now=time.time())
+
+    pleg = Pleg(runtime, workers.wake, observe_relist=observe_relist)
+    # Every resource registers its own clean-up as soon as it exists; the stack runs all of
+    # them even when one fails, in reverse order, so nothing (a port, a task) outlives us.
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(runtime.close)
+        stack.push_async_callback(api.close)
+        stack.push_async_callback(network.close)
+        stack.push_async_callback(workers.stop)
+        stack.push_async_callback(informer.stop)
+        informer.start()
+        await informer.wait_synced()
+        known = {pod["metadata"]["uid"] for pod in informer.store.list()}
+        await workers.cleanup_orphans(known)
+        metrics_runner = await _start_metrics_server(
+            options.metrics_bind_address, metrics.registry, healthy
+        )
+        stack.push_async_callback(metrics_runner.cleanup)
+        cert, key = await asyncio.to_thread(
+            ensure_serving_cert,
+            data_dir / "pki",
+            node_name=node_name,
+            addresses=[host_ip] if host_ip else [],
+        )
+        kubelet_runner = await start_kubelet_server(
+            build_app(runtime=runtime, pods=informer.store.list, healthy=healthy),
+            port=options.kubelet_port,
+            cert=cert,
+            key=key,
+        )
+        stack.push_async_callback(kubelet_runner.cleanup)
+        log.info("node agent %s running (pod CIDR %s)", node_name, pod_cidr)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pleg.run(), name="pleg")
+            group.create_task(reporter.run(), name="node-status")

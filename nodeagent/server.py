@@ -1,0 +1,158 @@
+"""The kubelet API: ``/healthz``, ``/pods`` and ``/containerLogs`` over HTTPS.
+
+The apiserver's ``pods/log`` subresource proxies to ``/containerLogs/<ns>/<pod>/<container>``
+so ``kubectl logs [-f] [--previous] [--tail] [--timestamps]`` works. Containers are found by
+their labels, never by an in-memory table, so logs of a pod are available right after an
+agent restart. The serving certificate is self-signed and kept under the data dir, as
+kubelet does when no certificate is configured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from nodeagent.runtime.interface import (
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    ContainerInfo,
+    ContainerRuntime,
+    ContainerRuntimeError,
+)
+
+
+def ensure_serving_cert(
+    directory: Path, *, node_name: str, addresses: list[str]
+) -> tuple[Path, Path]:
+    """A self-signed serving certificate for the kubelet API (created once, then reused)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@keelson")])
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(node_name), x509.DNSName("localhost")]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in {"127.0.0.1", *addresses}]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+async def _find_instances(
+    runtime: ContainerRuntime, namespace: str, pod: str, container: str
+) -> list[ContainerInfo]:
+    summaries = await runtime.list_containers(
+        labels={
+            LABEL_POD_NAMESPACE: namespace,
+            LABEL_POD_NAME: pod,
+            LABEL_CONTAINER_NAME: container,
+        }
+    )
+    infos = [await runtime.inspect_container(s.id) for s in summaries]
+    return sorted(infos, key=lambda i: (i.restart_count, i.created_at), reverse=True)
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        },
+        status=code,
+    )
+
+
+def build_app(
+    *,
+    runtime: ContainerRuntime,
+    pods: Callable[[], list[dict[str, Any]]],
+    healthy: Callable[[], bool],
+) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        ok = healthy()
+        return web.Response(status=200 if ok else 503, text="ok" if ok else "PLEG is not healthy")
+
+    async def list_pods(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods()}
+        )
+
+    async def container_logs(request: web.Request) -> web.StreamResponse:
+        namespace, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
+        query = request.query
+        try:
+            tail = int(query["tailLines"]) if "tailLines" in query else None
+        except ValueError:
+            return _status(400, "BadRequest", "tailLines must be an integer")
+        timestamps = query.get("timestamps") in ("true", "1")
+        previous = query.get("previous") in ("true", "1")
+        try:
+            instances = await _find_instances(runtime, namespace, pod, container)
+        except ContainerRuntimeError as err:
+            return _status(503, "ServiceUnavailable", str(err))
+        index = 1 if previous else 0
+        if len(instances) <= index:
+            what = "previous terminated container" if previous else "container"
+            return _status(400, "BadRequest", f'{what} "{container}" in pod "{pod}" not found')
+        container_id = instances[index].id
+        if query.get("follow") in ("true", "1") and not previous:
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            async for chunk in runtime.follow_logs(container_id, tail=tail, timestamps=timestamps):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        body = await runtime.container_logs(container_id, tail=tail, timestamps=timestamps)
+        return web.Response(body=body, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/pods", list_pods)
+    app.router.add_get("/containerLogs/{ns}/{pod}/{container}", container_logs)
+    return app
+
+
+async def start_kubelet_server(
+    app: web.Application, *, port: int, cert: Path, key: Path, host: str = "0.0.0.0"
+) -> web.AppRunner:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
+    return runner

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make down`: stop the processes `make up` started, by the PID it recorded.
+set -euo pipefail
+data_dir=${DATA_DIR:-/var/lib/keelson}
+pidfile="$data_dir/apiserver.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    pid=$(cat "$pidfile")
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    echo "[down] stopped keelson apiserver (pid $pid)"
+fi
+rm -f "$pidfile"

@@ -1,0 +1,285 @@
+"""The whole agent against real dockerd and real netlink, with the fake API server.
+
+The real apiserver is not wired in yet, so the API side is ``apiclient.testing``'s fake
+(real HTTP, real watch); everything on the node is real: pause sandboxes, busybox
+containers, a bridge and veths in the host namespace (test-named ``kt...`` bridge and
+test CIDR), IPAM files. Every test removes its containers, bridge and data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import docker
+import pytest
+from prometheus_client import CollectorRegistry
+
+from apiclient.client import ApiClient
+from apiclient.resources import LEASES, NODES, PODS
+from apiclient.testing import FakeApiServer
+from nodeagent.agent import AgentOptions, run_agent
+from nodeagent.network import netlink
+from nodeagent.network.bridge import host_veth_name
+from nodeagent.runtime.interface import LABEL_POD_UID
+from tests.e2e.nodeagent.conftest import BUSYBOX, _docker_available
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+
+@dataclass
+class Cluster:
+    server: FakeApiServer
+    client: ApiClient
+    options: AgentOptions
+    node: str
+    uids: set[str]
+    agent: asyncio.Task | None = None
+
+    def start_agent(self) -> None:
+        self.agent = asyncio.create_task(
+            run_agent(self.options, self.client, registry=CollectorRegistry())
+        )
+
+    async def stop_agent(self) -> None:
+        assert self.agent is not None
+        self.agent.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.agent
+        self.agent = None
+
+    def pod(self, name: str) -> dict | None:
+        return self.server.objects.get((PODS, f"default/{name}"))
+
+    def create(self, name: str, containers: list[dict], **spec) -> dict:
+        uid = f"kt-{uuid.uuid4()}"
+        self.uids.add(uid)
+        return self.server.seed(
+            PODS,
+            {
+                "metadata": {"name": name, "namespace": "default", "uid": uid},
+                "spec": {"nodeName": self.node, "containers": containers, **spec},
+            },
+        )
+
+    async def delete(self, name: str) -> None:
+        await self.client.patch(
+            PODS,
+            name,
+            {"metadata": {"deletionTimestamp": "2030-01-01T00:00:00Z"}},
+            namespace="default",
+        )
+
+    def phase(self, name: str) -> str | None:
+        pod = self.pod(name)
+        return ((pod or {}).get("status") or {}).get("phase")
+
+
+def sh(name: str, script: str, **extra) -> dict:
+    return {"name": name, "image": BUSYBOX, "command": ["sh", "-c", script], **extra}
+
+
+async def eventually(check: Callable[[], object], *, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+def docker_ids(uid: str) -> set[str]:
+    api = docker.APIClient(version="1.41")
+    try:
+        return {
+            c["Id"] for c in api.containers(all=True, filters={"label": [f"{LABEL_POD_UID}={uid}"]})
+        }
+    finally:
+        api.close()
+
+
+def fetch(ip: str, port: int, *, timeout: float = 3.0) -> str:
+    with socket.create_connection((ip, port), timeout=timeout) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        chunks = []
+        while data := conn.recv(4096):
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def kubelet_get(cluster: Cluster, path: str) -> tuple[int, str]:
+    url = f"https://127.0.0.1:{cluster.options.kubelet_port}{path}"
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=False) as response:
+        return response.status, await response.text()
+
+
+@pytest.fixture
+async def cluster(tmp_path) -> AsyncIterator[Cluster]:
+    if not _docker_available():
+        pytest.skip("needs a running dockerd")
+    bridge = f"kt-br{secrets.token_hex(2)}"
+    node = f"kt-node-{secrets.token_hex(3)}"
+    async with FakeApiServer() as server:
+        client = ApiClient(server.config())
+        options = AgentOptions(
+            kubeconfig="",
+            node_name=node,
+            data_dir=str(tmp_path / "agent"),
+            pod_cidr="10.251.3.0/24",
+            kubelet_port=free_port(),
+            bridge_name=bridge,
+            metrics_bind_address="127.0.0.1:0",
+        )
+        env = Cluster(server, client, options, node, set())
+        try:
+            yield env
+        finally:
+            if env.agent is not None:
+                await env.stop_agent()
+            await client.close()
+            api = docker.APIClient(version="1.41")
+            for uid in env.uids:
+                for cid in docker_ids(uid):
+                    api.remove_container(cid, force=True, v=True)
+            api.close()
+            for link in [bridge, *(host_veth_name(uid) for uid in env.uids)]:
+                await asyncio.to_thread(netlink.delete_link, link)
+
+
+async def test_pod_runs_reachable_from_host_and_containers_share_localhost(cluster):
+    cluster.start_agent()
+    cluster.create(
+        "web",
+        [
+            sh(
+                "server",
+                "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && "
+                "httpd -f -p 8080 -h /www",
+            ),
+            sh(
+                "client",
+                "sleep 1; while true; do wget -q -O /tmp/got http://127.0.0.1:8080/ && "
+                "cat /tmp/got; sleep 1; done",
+            ),
+        ],
+    )
+
+    await eventually(lambda: cluster.phase("web") == "Running")
+    status = cluster.pod("web")["status"]
+    ip = status["podIP"]
+    assert ip.startswith("10.251.3.")
+    assert all(s["containerID"].startswith("docker://") for s in status["containerStatuses"])
+    assert "hello-from-web" in await asyncio.to_thread(fetch, ip, 8080)
+    node = cluster.server.objects[(NODES, cluster.node)]
+    assert {c["type"] for c in node["status"]["conditions"]} >= {"Ready", "MemoryPressure"}
+    assert (LEASES, f"kube-node-lease/{cluster.node}") in cluster.server.objects
+
+    assert await kubelet_get(cluster, "/healthz") == (200, "ok")
+    code, pods = await kubelet_get(cluster, "/pods")
+    assert code == 200 and '"web"' in pods
+    for _ in range(50):  # the client container fetches once a second
+        code, logs = await kubelet_get(cluster, "/containerLogs/default/web/client?tailLines=1")
+        if logs:
+            break
+        await asyncio.sleep(0.1)
+    assert (code, logs.strip()) == (200, "hello-from-web")
+    code, _ = await kubelet_get(cluster, "/containerLogs/default/web/client?previous=true")
+    assert code == 400
+
+
+async def test_graceful_termination_then_nothing_left(cluster, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cluster.start_agent()
+    pod = cluster.create(
+        "bye",
+        [
+            sh(
+                "polite",
+                "trap 'echo got-term > /marks/polite; exit 0' TERM; while true; do sleep 0.1; done",
+                volumeMounts=[{"name": "marks", "mountPath": "/marks"}],
+            ),
+            sh(
+                "stubborn",
+                "trap 'echo ignoring > /marks/stubborn' TERM; while true; do sleep 0.1; done",
+                volumeMounts=[{"name": "marks", "mountPath": "/marks"}],
+            ),
+        ],
+        terminationGracePeriodSeconds=2,
+        volumes=[{"name": "marks", "hostPath": {"path": str(marks)}}],
+    )
+    await eventually(lambda: cluster.phase("bye") == "Running")
+    uid = pod["metadata"]["uid"]
+
+    started = time.monotonic()
+    await cluster.delete("bye")
+    await eventually(lambda: cluster.pod("bye") is None)
+    took = time.monotonic() - started
+
+    assert (marks / "polite").read_text().strip() == "got-term"
+    assert (marks / "stubborn").read_text().strip() == "ignoring"
+    assert 1.5 < took < 10  # the stubborn one was killed after the 2 s grace period
+    assert docker_ids(uid) == set()
+    assert host_veth_name(uid) not in await asyncio.to_thread(netlink.list_links)
+    ipam_dir = Path(cluster.options.data_dir) / "ipam" / "10.251.3.0_24"
+    assert [p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()] == []
+
+
+async def test_agent_restart_adopts_and_cleans_pods_deleted_meanwhile(cluster):
+    cluster.start_agent()
+    stay = cluster.create("stay", [sh("c", "sleep 1000")])
+    leave = cluster.create("leave", [sh("c", "sleep 1000")])
+    await eventually(
+        lambda: cluster.phase("stay") == "Running" and cluster.phase("leave") == "Running"
+    )
+    ids_before = docker_ids(stay["metadata"]["uid"])
+    ip_before = cluster.pod("stay")["status"]["podIP"]
+
+    await cluster.stop_agent()  # the agent goes away; pods keep running
+    cluster.server.remove(PODS, "default/leave")
+    cluster.start_agent()
+
+    await eventually(lambda: docker_ids(leave["metadata"]["uid"]) == set())
+    await asyncio.sleep(1.5)
+    assert docker_ids(stay["metadata"]["uid"]) == ids_before
+    assert cluster.pod("stay")["status"]["podIP"] == ip_before
+    assert "running" in cluster.pod("stay")["status"]["containerStatuses"][0]["state"]
+    assert cluster.pod("stay")["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+async def test_thirty_pods_get_distinct_ips_and_bad_pods_do_not_block(cluster):
+    cluster.start_agent()
+    for i in range(30):
+        cluster.create(f"many-{i}", [sh("c", "sleep 1000")])
+    cluster.create("noimage", [{"name": "c", "image": "localhost/keelson/nope:1"}])
+    cluster.create("badcmd", [{"name": "c", "image": BUSYBOX, "command": ["/no/such"]}])
+
+    await eventually(
+        lambda: all(cluster.phase(f"many-{i}") == "Running" for i in range(30)), timeout=90
+    )
+    ips = {cluster.pod(f"many-{i}")["status"]["podIP"] for i in range(30)}
+    assert len(ips) == 30
+
+    def waiting_reason(name: str) -> str:
+        entry = cluster.pod(name)["status"]["containerStatuses"][0]
+        return (entry["state"].get("waiting") or {}).get("reason", "") or (
+            entry["lastState"].get("terminated") or {}
+        ).get("reason", "")
+
+    await eventually(lambda: waiting_reason("noimage") in ("ErrImagePull", "ImagePullBackOff"))
+    await eventually(
+        lambda: waiting_reason("badcmd") in ("StartError", "RunContainerError", "CrashLoopBackOff")
+    )
