@@ -83,6 +83,17 @@ class Store:
         keys = self._indices[index].get(value, ())
         return [self._objects[key] for key in sorted(keys)]
 
+    def add_indexer(self, name: str, func: IndexFunc) -> None:
+        """Add an index (e.g. by a second user of a shared informer); existing objects are
+        indexed at once. Adding an index under a known name is an error."""
+        if name in self._indexers:
+            raise KeyError(f"an index named {name!r} already exists")
+        self._indexers[name] = func
+        self._indices[name] = {}
+        for key, obj in self._objects.items():
+            for value in func(obj):
+                self._indices[name].setdefault(value, set()).add(key)
+
     def index_values(self, index: str) -> list[str]:
         """The values that currently have at least one object in `index`."""
         return sorted(self._indices[index])

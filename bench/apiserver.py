@@ -130,6 +130,7 @@ class PhaseResult:
     first_error: str = ""
     seconds: float = 0.0
     server_cpu: float = 0.0  # server CPU seconds / wall seconds (1.0 = one core busy)
+    client_cpu: float = 0.0  # the same for the benchmark's own client process
     latencies: list[float] = field(default_factory=list)
 
     @property
@@ -176,10 +177,12 @@ async def run_concurrently(
             result.latencies.append(time.perf_counter() - started)
             result.done += 1
 
-    cpu_before, started = cpu_seconds(server_pid), time.perf_counter()
+    cpu_before, client_before = cpu_seconds(server_pid), time.process_time()
+    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
     result.server_cpu = (cpu_seconds(server_pid) - cpu_before) / result.seconds
+    result.client_cpu = (time.process_time() - client_before) / result.seconds
     return result
 
 
@@ -271,43 +274,62 @@ async def _timed_get(bench: Bench, path: str, params: dict[str, str]) -> tuple[f
 
 
 async def phase_list(bench: Bench, params: dict[str, str], *, expected: int) -> PhaseResult:
-    """Sequential lists; every answer must hold `expected` items."""
+    """Sequential lists; every answer must hold `expected` items.
+
+    The rate and CPU shares are over the requests' own time: decoding the answer to check
+    it happens between requests and is not part of any figure.
+    """
     result = PhaseResult()
     path = PODS.path(namespace=LOAD_NAMESPACE)
-    cpu_before, started = cpu_seconds(bench.server.pid), time.perf_counter()
+    server_cpu = client_cpu = 0.0
     for _ in range(bench.args.lists):
+        cpu_before, client_before = cpu_seconds(bench.server.pid), time.process_time()
         elapsed, answer = await _timed_get(bench, path, params)
+        server_cpu += cpu_seconds(bench.server.pid) - cpu_before
+        client_cpu += time.process_time() - client_before
         if len(answer["items"]) != expected:
             raise RuntimeError(f"list {params} returned {len(answer['items'])}, not {expected}")
         result.latencies.append(elapsed)
         result.done += 1
-    result.seconds = time.perf_counter() - started
-    result.server_cpu = (cpu_seconds(bench.server.pid) - cpu_before) / result.seconds
+    result.seconds = sum(result.latencies)
+    result.server_cpu = server_cpu / result.seconds
+    result.client_cpu = client_cpu / result.seconds
     return result
 
 
 async def phase_paged_walk(bench: Bench, *, expected: int) -> tuple[PhaseResult, PhaseResult]:
-    """Full walks with limit=500: (per-page latencies, whole-walk latencies)."""
+    """Full walks with limit=500: (per-page latencies, whole-walk latencies).
+
+    A walk's latency is the sum of its pages' latencies (decoding is not counted).
+    """
     pages, walks = PhaseResult(), PhaseResult()
     path = PODS.path(namespace=LOAD_NAMESPACE)
-    cpu_before, started = cpu_seconds(bench.server.pid), time.perf_counter()
+    server_cpu = client_cpu = 0.0
     for _ in range(max(1, bench.args.lists // 4)):
-        walk_started, items, token = time.perf_counter(), 0, ""
+        walk_seconds, items, token = 0.0, 0, ""
         while True:
             params = {"limit": "500", **({"continue": token} if token else {})}
+            cpu_before, client_before = cpu_seconds(bench.server.pid), time.process_time()
             elapsed, answer = await _timed_get(bench, path, params)
+            server_cpu += cpu_seconds(bench.server.pid) - cpu_before
+            client_cpu += time.process_time() - client_before
             pages.latencies.append(elapsed)
+            walk_seconds += elapsed
             items += len(answer["items"])
             token = answer["metadata"].get("continue") or ""
             if not token:
                 break
         if items != expected:
             raise RuntimeError(f"a paged walk returned {items} pods, not {expected}")
-        walks.latencies.append(time.perf_counter() - walk_started)
-    walks.seconds = time.perf_counter() - started
-    walks.server_cpu = (cpu_seconds(bench.server.pid) - cpu_before) / walks.seconds
+        walks.latencies.append(walk_seconds)
+    walks.seconds = sum(walks.latencies)
+    walks.server_cpu, walks.client_cpu = server_cpu / walks.seconds, client_cpu / walks.seconds
     pages.done, walks.done = len(pages.latencies), len(walks.latencies)
-    pages.seconds, pages.server_cpu = walks.seconds, walks.server_cpu
+    pages.seconds, pages.server_cpu, pages.client_cpu = (
+        walks.seconds,
+        walks.server_cpu,
+        walks.client_cpu,
+    )
     return pages, walks
 
 
@@ -372,17 +394,23 @@ async def _watch_all(
 
     connector = aiohttp.TCPConnector(ssl=ssl_context, limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=time_limit)
+    cpu_before = 0.0
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = [asyncio.create_task(watch_one(session)) for _ in range(watchers)]
         ready.put("opened")
         try:
             await asyncio.wait_for(all_warm.wait(), timeout=time_limit)
+            cpu_before = time.process_time()
             ready.put("warm")
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=time_limit)
         except TimeoutError:
             for task in tasks:
                 task.cancel()
-    return {"latencies_ms": latencies, "finished": finished}
+    return {
+        "latencies_ms": latencies,
+        "finished": finished,
+        "cpu_seconds": time.process_time() - cpu_before,
+    }
 
 
 async def phase_watch(bench: Bench) -> tuple[PhaseResult, dict]:
@@ -464,7 +492,7 @@ def _load_line(name: str, result: PhaseResult) -> str:
         f"  {name:<26} {result.done} in {result.seconds:.1f} s = {result.rate:,.0f}/s, "
         f"latency p50 {_ms(percentile(result.latencies, 0.5))} "
         f"p99 {_ms(percentile(result.latencies, 0.99))}, "
-        f"server CPU {result.server_cpu:.0%}{errors}"
+        f"CPU server {result.server_cpu:.0%} client {result.client_cpu:.0%}{errors}"
     )
 
 
@@ -528,7 +556,8 @@ async def run_benchmark(args: argparse.Namespace, server: KeelsonProcess) -> Non
         print(
             f"  events received {received} of {expected_events}, "
             f"streams finished {outcome['finished']} of {args.watchers}, "
-            f"writer {writes.rate:.0f}/s, server CPU {writes.server_cpu:.0%}",
+            f"writer {writes.rate:.0f}/s, CPU server {writes.server_cpu:.0%} "
+            f"watchers {outcome['cpu_seconds'] / writes.seconds:.0%}",
             flush=True,
         )
         rss_end = rss_bytes(server.pid)

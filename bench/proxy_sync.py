@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import subprocess
@@ -73,20 +74,21 @@ def endpoint_slice(index: int, *, generation: int = 0) -> dict:
 class RecordingIptables(Iptables):
     """Real iptables that also keeps the last restore input, to time the floor on it."""
 
-    last_text = ""
+    last_chunks: list[str] = []
+
+    @property
+    def last_text(self) -> str:
+        return "\n".join(self.last_chunks)
 
     async def restore(self, chunks: Iterable[str]) -> None:
-        seen: list[str] = []
+        self.last_chunks = seen = []
 
         def tee() -> Iterator[str]:
             for chunk in chunks:
                 seen.append(chunk)
                 yield chunk
 
-        try:
-            await super().restore(tee())
-        finally:
-            self.last_text = "\n".join(seen)
+        await super().restore(tee())
 
 
 def raw_restore(netns: str, text: str) -> float:
@@ -122,11 +124,13 @@ async def full_and_partial(
         for i in range(count):
             proxier.on_service(None, service(i))
             proxier.on_endpoint_slice(None, slices[i])
+        gc.collect()
         started = time.perf_counter()
         assert await proxier.sync()
         fulls.append(time.perf_counter() - started)
         text = proxier.iptables.last_text
         remove_all("legacy", netns=netns)
+        gc.collect()
         floors.append(raw_restore(netns, text))
     remove_all("legacy", netns=netns)
     figures = {

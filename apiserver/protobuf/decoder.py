@@ -148,17 +148,19 @@ def _json_shape(out: dict[str, Any], fields: dict[int, Entry]) -> dict[str, Any]
     for json_name, type_name, label, flags in fields.values():
         if json_name not in out:
             continue
-        value = out[json_name]
-        if label:
-            if not value:
-                del out[json_name]
-        elif type_name in SCALAR_TYPES and not value and "p" not in flags and "r" not in flags:
-            del out[json_name]
-        elif value is None and "z" in flags:
+        if _omitted(out[json_name], type_name, label, flags):
             del out[json_name]
         elif "i" in flags:
             out.update(out.pop(json_name))
     return out
+
+
+def _omitted(value: Any, type_name: str, label: str, flags: str) -> bool:
+    if label:  # repeated or map: nil and empty look the same on the wire
+        return not value
+    if type_name in SCALAR_TYPES:
+        return not value and "p" not in flags and "r" not in flags
+    return value is None and "z" in flags
 
 
 def _map_entry(data: int | bytes, value_type: str, wire_type: int, where: str

@@ -67,3 +67,12 @@ def test_cluster_scoped_keys():
     store = Store()
     store.upsert({"metadata": {"name": "node1"}})
     assert store.keys() == ["node1"]
+
+
+def test_add_indexer_indexes_existing_objects() -> None:
+    store = Store()
+    store.upsert({"metadata": {"name": "a", "namespace": "n"}, "spec": {"nodeName": "x"}})
+    store.add_indexer("node", lambda o: [o["spec"]["nodeName"]])
+    assert [o["metadata"]["name"] for o in store.by_index("node", "x")] == ["a"]
+    store.upsert({"metadata": {"name": "b", "namespace": "n"}, "spec": {"nodeName": "x"}})
+    assert len(store.by_index("node", "x")) == 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ApiServer
+from tests.support.apiserver import ApiServer
 
 CONFIGMAP: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                              "metadata": {"name": "kt-bad"}, "data": {"a": "1"}}

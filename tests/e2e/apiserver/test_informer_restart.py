@@ -18,8 +18,7 @@ import pytest
 from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.informer import Informer
-
-from .conftest import ApiServer, running_apiserver
+from tests.support.apiserver import ApiServer, running_apiserver
 
 NAMESPACE = "default"
 

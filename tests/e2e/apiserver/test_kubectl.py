@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .conftest import KUBECTL, ApiServer
+from tests.support.apiserver import KUBECTL, ApiServer
 
 MANIFEST = """\
 apiVersion: v1

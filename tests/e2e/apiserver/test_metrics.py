@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ApiServer
+from tests.support.apiserver import ApiServer
 
 FAMILIES = ("apiserver_request", "apiserver_request_duration_seconds",
             "apiserver_watch_events", "apiserver_storage_objects",

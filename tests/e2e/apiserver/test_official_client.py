@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .conftest import ApiServer, unique
+from tests.support.apiserver import ApiServer, unique
 
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from .conftest import ApiServer, running_apiserver, unique
+from tests.support.apiserver import ApiServer, running_apiserver, unique
 
 WINDOW = 20
 
