@@ -94,6 +94,21 @@ def _spec_of(obj: Obj) -> Any:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
 
 
+# DeleteOptions.propagationPolicy -> the finalizer the garbage collector acts on.
+PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
+
+
+def _add_propagation_finalizer(meta: Obj, policy: str | None) -> bool:
+    """Orphan and Foreground deletion hand the object to the garbage collector, as in
+    Kubernetes: it removes the finalizer once dependents are orphaned or deleted."""
+    finalizer = PROPAGATION_FINALIZERS.get(policy or "")
+    finalizers = list(meta.get("finalizers") or [])
+    if finalizer is None or finalizer in finalizers:
+        return False
+    meta["finalizers"] = [*finalizers, finalizer]
+    return True
+
+
 def pod_qos_class(pod: Obj) -> str:
     """Guaranteed / Burstable / BestEffort, as Kubernetes' qos.GetPodQOS."""
     containers = [*((pod.get("spec") or {}).get("containers") or []),
@@ -395,6 +410,7 @@ class RestStore:
                                       f"{options.precondition_resource_version}, "
                                       f"ResourceVersion in object meta: {meta['resourceVersion']}")
             grace = self._grace_period(rt, obj, options)
+            added = _add_propagation_finalizer(meta, options.propagation_policy)
             if not meta.get("finalizers") and grace == 0:
                 if options.dry_run:
                     return obj
@@ -405,17 +421,19 @@ class RestStore:
                     return await self._remove(rt, key, obj, expected=kv.mod_revision) or obj
                 except ConflictError:
                     continue
-            # Graceful or finalized deletion: mark it and let its owner finish.
-            if meta.get("deletionTimestamp"):
-                previous = meta.get("deletionGracePeriodSeconds") or 0
-                if grace >= previous:
+            # Graceful or finalized deletion: mark it and let its owner finish. An object
+            # already being deleted only changes for a shorter grace or a new finalizer.
+            if meta.get("deletionTimestamp") and \
+                    grace >= (meta.get("deletionGracePeriodSeconds") or 0):
+                if not added:
                     return obj
-            meta["deletionTimestamp"] = _now_plus(grace)
-            meta["deletionGracePeriodSeconds"] = grace
-            if "generation" in meta:
-                meta["generation"] = int(meta["generation"]) + 1
-            if rt.plural == "namespaces":
-                obj.setdefault("status", {})["phase"] = "Terminating"
+            else:
+                meta["deletionTimestamp"] = _now_plus(grace)
+                meta["deletionGracePeriodSeconds"] = grace
+                if "generation" in meta:
+                    meta["generation"] = int(meta["generation"]) + 1
+                if rt.plural == "namespaces":
+                    obj.setdefault("status", {})["phase"] = "Terminating"
             if options.dry_run:
                 return obj
             try:

@@ -158,10 +158,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_summary() -> str:
-    """One line naming what the figures were measured on."""
+    """One line naming what the figures were measured on, and how busy it was already."""
     memory_gib = psutil.virtual_memory().total / 2**30
+    load_1min, _, _ = os.getloadavg()
     return (
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{memory_gib:.0f} GiB RAM, Python {platform.python_version()}, "
-        f"Linux {platform.release()}"
+        f"Linux {platform.release()}, load average {load_1min:.1f}"
     )

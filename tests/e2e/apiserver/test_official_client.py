@@ -465,3 +465,22 @@ def test_concurrent_service_creates_get_distinct_ips(k8s: Any, namespace: str) -
         allocated = list(pool.map(create, range(40)))
     assert len({ip for ip, _ in allocated}) == 40
     assert len({port for _, port in allocated}) == 40
+
+
+def test_orphan_and_foreground_deletion_leave_a_finalizer_for_the_gc(
+        k8s: Any, namespace: str) -> None:
+    """propagationPolicy Orphan/Foreground marks the object and adds the GC's finalizer;
+    the object goes once the finalizer is removed."""
+    core = client.CoreV1Api(k8s)
+    for policy, finalizer in (("Orphan", "orphan"), ("Foreground", "foregroundDeletion")):
+        name = unique("cm")
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name}})
+        core.delete_namespaced_config_map(name, namespace,
+                                          body=client.V1DeleteOptions(propagation_policy=policy))
+        held = core.read_namespaced_config_map(name, namespace)
+        assert held.metadata.deletion_timestamp is not None
+        assert held.metadata.finalizers == [finalizer]
+        core.patch_namespaced_config_map(name, namespace, {"metadata": {"finalizers": None}})
+        with pytest.raises(ApiException) as gone:
+            core.read_namespaced_config_map(name, namespace)
+        assert gone.value.status == 404
