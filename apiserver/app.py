@@ -167,7 +167,8 @@ class APIServer:
                                 index_fields=_index_fields(self.registry),
                                 window=options.watch_cache_window)
         self.store = RestStore(self.storage, self.registry, service_ips=self.service_ips,
-                               node_ports=self.node_ports, patcher=make_patcher())
+                               node_ports=self.node_ports, patcher=make_patcher(),
+                               cache=self.cache)
         self.kubelet: KubeletClient | None = None
         self.ready = False
         self.kubeconfig: Path | None = None

@@ -39,11 +39,13 @@ from apiserver.storage.interface import (
     KeyValue,
     Storage,
 )
+from apiserver.storage.watchcache import WatchCache
 
 Obj = dict[str, Any]
 Patcher = Callable[[ResourceType, Obj, str, Any], Obj]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator alphabet
 _GUARANTEED_UPDATE_ATTEMPTS = 16
+_CACHE_READ_WAIT = 1.0  # seconds a read waits for the watch cache before asking storage
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
@@ -134,8 +136,9 @@ class RestStore:
 
     def __init__(self, storage: Storage, registry: Registry, *,
                  service_ips: ClusterIPAllocator, node_ports: NodePortAllocator,
-                 patcher: Patcher) -> None:
+                 patcher: Patcher, cache: WatchCache | None = None) -> None:
         self.storage = storage
+        self.cache = cache
         self.registry = registry
         self.service_ips = service_ips
         self.node_ports = node_ports
@@ -144,15 +147,36 @@ class RestStore:
 
     # --- reads -----------------------------------------------------------------------
 
+    async def _read(self, key: str) -> KeyValue | None:
+        """The newest committed value of ``key``.
+
+        Served from the watch cache once it has applied every write already answered
+        (a consistent read, so read-your-writes holds) — no thread hop to SQLite on the
+        hot path. Storage answers when the cache lags. Writes still compare-and-swap
+        against storage, so a stale read can only cost a retry, never a lost update.
+        """
+        if self.cache is not None:
+            try:
+                await self.cache.wait_for_revision(await self.storage.current_revision(),
+                                                   timeout=_CACHE_READ_WAIT)
+            except TimeoutError:
+                return await self.storage.get(key)
+            cached = self.cache.get(key)
+            if cached is None:
+                return None
+            return KeyValue(key, cached.raw, create_revision=0,
+                            mod_revision=cached.resource_version)
+        return await self.storage.get(key)
+
     async def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
-        kv = await self.storage.get(rt.key(namespace, name))
+        kv = await self._read(rt.key(namespace, name))
         if kv is None:
             raise status.not_found(rt.group, rt.plural, name)
         return decode(kv)
 
     async def _require_namespace(self, namespace: str, *, creating: bool) -> None:
         assert self._namespaces is not None
-        kv = await self.storage.get(self._namespaces.key(None, namespace))
+        kv = await self._read(self._namespaces.key(None, namespace))
         if kv is None:
             raise status.not_found("", "namespaces", namespace)
         if creating and orjson.loads(kv.value).get("metadata", {}).get("deletionTimestamp"):
@@ -243,7 +267,7 @@ class RestStore:
                                      "namespace sent on the request")
         wanted_rv = meta.get("resourceVersion") or None
         key = rt.key(namespace, name)
-        current = await self.storage.get(key)
+        current = await self._read(key)
         if current is None:
             if rt.create_on_update and subresource is None:
                 meta["name"] = name
@@ -259,7 +283,7 @@ class RestStore:
                     patch_type: str, patch: Any, *, subresource: str | None = None,
                     dry_run: bool = False, patcher: Patcher | None = None) -> Obj:
         key = rt.key(namespace, name)
-        current = await self.storage.get(key)
+        current = await self._read(key)
         if current is None:
             raise status.not_found(rt.group, rt.plural, name)
         wanted: list[str | None] = [None]
@@ -284,7 +308,7 @@ class RestStore:
                           ) -> Obj:
         """Read-modify-write retried on conflicts (for the server's own loops)."""
         key = rt.key(namespace, name)
-        current = await self.storage.get(key)
+        current = await self._read(key)
         if current is None:
             raise status.not_found(rt.group, rt.plural, name)
         return await self._write(rt, key, name, mutate, wanted_rv=None,
@@ -393,7 +417,7 @@ class RestStore:
                                      details={"name": name, "kind": "namespaces"})
         key = rt.key(namespace, name)
         for _ in range(_GUARANTEED_UPDATE_ATTEMPTS):
-            kv = await self.storage.get(key)
+            kv = await self._read(key)
             if kv is None:
                 raise status.not_found(rt.group, rt.plural, name)
             obj = decode(kv)

@@ -158,11 +158,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_summary() -> str:
-    """One line naming what the figures were measured on, and how busy it was already."""
+    """One line naming what the figures were measured on, and how busy it was already.
+
+    Takes half a second: the CPU share other processes used is sampled over that time (the
+    load average alone misleads, as it also counts processes waiting on I/O or locks).
+    """
     memory_gib = psutil.virtual_memory().total / 2**30
+    busy = psutil.cpu_percent(interval=0.5)
     load_1min, _, _ = os.getloadavg()
     return (
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{memory_gib:.0f} GiB RAM, Python {platform.python_version()}, "
-        f"Linux {platform.release()}, load average {load_1min:.1f}"
+        f"Linux {platform.release()}; CPU {busy:.0f}% busy, load average {load_1min:.1f}"
     )

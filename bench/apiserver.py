@@ -1,6 +1,6 @@
 """apiserver benchmark: write throughput, watch latency, LIST latency and RSS at 10,000 pods.
 
-Run from the repo root:  .venv/bin/python -m bench.apiserver   (about two minutes)
+Run from the repo root:  .venv/bin/python -m bench.apiserver   (about one minute)
 
 It starts its own `keelson apiserver` on a free 127.0.0.1 port in a temporary directory
 (controllers disabled, so only the apiserver's own work is measured), drives it over HTTPS
@@ -32,12 +32,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import queue
 import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -431,13 +433,13 @@ async def phase_watch(bench: Bench) -> tuple[PhaseResult, dict]:
     )  # fmt: skip
     child.start()
     try:
-        await asyncio.to_thread(ready.get, timeout=args.phase_seconds)  # "opened"
-        # Poke with a warm-up pod until every stream has delivered it (proves all are live).
+        await _receive(ready, "opened", timeout=args.phase_seconds)
+        # One warm-up pod that every stream must deliver first: proves all of them are live.
         await _post_pod(bench, collection, pod_body(0, namespace=WATCH_NAMESPACE, name=WARMUP_POD))
-        await asyncio.to_thread(ready.get, timeout=args.phase_seconds)  # "warm"
+        await _receive(ready, "warm", timeout=args.phase_seconds)
         result = await _steady_writes(bench, collection)
         await _post_pod(bench, collection, pod_body(0, namespace=WATCH_NAMESPACE, name=DONE_POD))
-        outcome = await asyncio.to_thread(results.get, timeout=args.phase_seconds)
+        outcome = await _receive(results, "results", timeout=args.phase_seconds)
     finally:
         child.join(timeout=10)
         if child.is_alive():
@@ -445,6 +447,14 @@ async def phase_watch(bench: Bench) -> tuple[PhaseResult, dict]:
             child.join()
     result.latencies = outcome["latencies_ms"]
     return result, outcome
+
+
+async def _receive(source: multiprocessing.Queue, what: str, *, timeout: float) -> Any:
+    """The watcher process's next message, without blocking the event loop."""
+    try:
+        return await asyncio.to_thread(source.get, timeout=timeout)
+    except queue.Empty:
+        raise RuntimeError(f"the watcher process sent no {what!r} within {timeout:g} s") from None
 
 
 async def _post_pod(bench: Bench, collection: str, body: dict) -> None:
@@ -587,6 +597,7 @@ async def run_benchmark(args: argparse.Namespace, server: KeelsonProcess, *, mac
         ("LIST limit=500 page p99", _ms(percentile(pages.latencies, 0.99)), "-", None),
         ("LIST limit=500 full walk p50", _ms(percentile(walks.latencies, 0.5)), "-", None),
         (f"server RSS with {args.pods} pods", f"{mb:.0f} MB", "<= 150 MB", mb <= TARGET_RSS_MB),
+        ("server RSS after the LIST phase", f"{rss_after_lists / 1e6:.0f} MB", "-", None),
     ])  # fmt: skip
 
 

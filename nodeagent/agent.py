@@ -26,6 +26,7 @@ from apiclient.client import ApiClient
 from apiclient.informer import Informer
 from apiclient.resources import PODS
 from nodeagent.api import PodApi
+from nodeagent.gc import run_gc
 from nodeagent.metrics import AgentMetrics
 from nodeagent.network.bridge import DEFAULT_BRIDGE, BridgeNetwork
 from nodeagent.network.ipam import HostLocalIpam
@@ -40,7 +41,12 @@ from nodeagent.runtime.interface import (
     ContainerState,
     ContainerSummary,
 )
-from nodeagent.server import build_app, ensure_serving_cert, start_kubelet_server
+from nodeagent.server import (
+    ServingCertError,
+    build_app,
+    ensure_serving_cert,
+    start_kubelet_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +203,15 @@ async def run_agent(
             options.metrics_bind_address, metrics.registry, healthy
         )
         stack.push_async_callback(metrics_runner.cleanup)
-        cert, key = await asyncio.to_thread(
-            ensure_serving_cert,
-            data_dir / "pki",
-            node_name=node_name,
-            addresses=[host_ip] if host_ip else [],
-        )
+        try:
+            cert, key = await asyncio.to_thread(
+                ensure_serving_cert,
+                data_dir / "pki",
+                node_name=node_name,
+                addresses=[host_ip] if host_ip else [],
+            )
+        except ServingCertError as err:
+            raise AgentError(str(err)) from err
         kubelet_runner = await start_kubelet_server(
             build_app(runtime=runtime, pods=informer.store.list, healthy=healthy),
             port=options.kubelet_port,
@@ -214,3 +223,4 @@ async def run_agent(
         async with asyncio.TaskGroup() as group:
             group.create_task(pleg.run(), name="pleg")
             group.create_task(reporter.run(), name="node-status")
+            group.create_task(run_gc(runtime), name="container-gc")

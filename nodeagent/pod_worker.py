@@ -188,6 +188,7 @@ class PodWorker:
         self.terminal_phase: str | None = None
         self.last_status: dict[str, Any] | None = None
         self.first_seen = time.monotonic()
+        self.pull_seconds = 0.0  # image pulls are excluded from the start-up SLI
         self.running_reported = False
         self._on_terminated = on_terminated
         self._wake = asyncio.Event()
@@ -553,10 +554,12 @@ class PodWorker:
         try:
             await self.ctx.runtime.pull_image(image)
         except ImagePullError as err:
+            self.pull_seconds += time.monotonic() - started
             self.ctx.pull_backoff.attempted(key, now=self.ctx.clock())
             self._failed(name, "ErrImagePull", str(err))
             return self.ctx.pull_backoff.current_delay(key)
         self.ctx.pull_backoff.reset(key)
+        self.pull_seconds += time.monotonic() - started
         self.ctx.api.record_event(
             self.pod,
             "Normal",
@@ -597,7 +600,9 @@ class PodWorker:
             self.last_status = status
         if status["phase"] == "Running" and not self.running_reported and self.pod_ip:
             self.running_reported = True
-            self.ctx.metrics.pod_start_duration.observe(time.monotonic() - self.first_seen)
+            took = time.monotonic() - self.first_seen
+            self.ctx.metrics.pod_start_duration.observe(took)
+            self.ctx.metrics.pod_start_sli_duration.observe(max(0.0, took - self.pull_seconds))
         return status
 
     # -- probes -------------------------------------------------------------------------

@@ -18,7 +18,6 @@ apply.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -177,16 +176,15 @@ class Proxier:
     async def _kernel_state(self) -> tuple[set[str], dict[str, list[str]] | None]:
         """Chains that may need deleting, and missing jump rules (None: not checked).
 
-        The kernel is read (iptables-save of nat and filter) only at start, after a
+        The kernel is read (one iptables-save) only at start, after a
         failure, or when the canary chain is gone (someone flushed the tables); otherwise
         the chains known from our own writes are used, which keeps a periodic full sync
         close to the cost of iptables-restore alone."""
         if self._known_chains is not None and await self.iptables.canary_present():
             return self._known_chains, None
-        nat, filter_ = await asyncio.gather(self.iptables.save("nat"), self.iptables.save("filter"))
-        jumps = {"nat": render.missing_jumps("nat", nat),
-                 "filter": render.missing_jumps("filter", filter_)}  # fmt: skip
-        return render.chain_names(nat), jumps
+        saved = await self.iptables.save()
+        jumps = {table: render.missing_jumps(table, saved[table]) for table in ("nat", "filter")}
+        return render.chain_names(saved["nat"]), jumps
 
     async def sync(self) -> bool:
         """One run: render what changed (or everything) and apply it; False on failure."""
@@ -210,7 +208,7 @@ class Proxier:
                 jumps=jumps, canary=jumps is not None, summary=summary,
             )  # fmt: skip
             await self.iptables.restore(stream)
-        except (RestoreError, CommandError) as error:
+        except (RestoreError, CommandError, OSError) as error:
             context = f" Failing input:\n{error.context}" if isinstance(error, RestoreError) else ""
             log.error("%s; falling back to a full sync.%s", error, context)
             if isinstance(error, RestoreError):

@@ -13,6 +13,14 @@ recent release: field numbers never change once released, so a newer file only a
 Copies with the prose comments removed work as well, as long as each field keeps its
 `+optional` marker (on a comment line above it or as a trailing comment).
 
+The committed table was generated from such copies of kubernetes/kubernetes
+`staging/src/k8s.io/...` at these commits: api/core/v1 0032f46b (v1.36 development),
+api/apps/v1 0122c43a, api/discovery/v1 025f2834, api/coordination/v1 1672e6d6,
+api/autoscaling/v1 c9323ab5, apimachinery runtime 203d8ac8, util/intstr 009a4a8b,
+api/resource 0f9f0907, and apis/meta/v1 from liggitt/kubernetes 6e27d818 (older: the two
+fields added since are in EXTRA_FIELDS). Checked against kubectl v1.37.1: the bodies its
+`create` and `debug --copy-to` commands send decode to its own JSON (tests/unit/test_protobuf.py).
+
 What the .proto text cannot say comes from the Go types (`types.go`) and is written down here:
 which scalar fields are Go pointers (an explicit zero is kept in JSON), which fields are
 embedded inline in JSON, which fields are `omitempty` although their comment lacks

@@ -21,6 +21,8 @@ class ProtobufError(ValueError):
 
 def read_varint(data: bytes, offset: int) -> tuple[int, int]:
     """The unsigned varint at offset and the offset after it."""
+    if offset < len(data) and data[offset] < 0x80:  # one byte: most keys and lengths
+        return data[offset], offset + 1
     result = shift = 0
     start = offset
     while offset < len(data):

@@ -393,22 +393,40 @@ class WatchCache:
         prefix = self._prefix_of(key)
         return None if prefix is None else self._resources[prefix].objects.get(key)
 
-    def list(self, prefix: str, *, predicate: Predicate | None = None
+    def list(self, prefix: str, *, predicate: Predicate | None = None,
+             start_after: str | None = None, limit: int = 0
              ) -> tuple[list[CachedObject], int]:
-        """Objects under ``prefix`` sorted by key, and the cache revision they reflect."""
+        """Objects under ``prefix`` sorted by key, and the cache revision they reflect.
+
+        ``start_after`` skips keys up to and including it (found by bisection) and
+        ``limit`` stops after that many matches, so a page costs what it returns, not the
+        size of the collection.
+        """
         self._check_ready()
         found: list[CachedObject] = []
-        for resource in self._covering(prefix):
+        resources = self._covering(prefix)
+        if len(resources) > 1:
+            resources = sorted(resources, key=lambda r: r.prefix)
+        for resource in resources:
             low, high = resource.key_range(prefix)
-            objects = (resource.objects[key] for key in resource.keys[low:high])
-            found.extend(objects if predicate is None else filter(predicate, objects))
+            if start_after is not None:
+                low = max(low, bisect.bisect_right(resource.keys, start_after, low, high))
+            for key in itertools.islice(resource.keys, low, high):
+                obj = resource.objects[key]
+                if predicate is None or predicate(obj):
+                    found.append(obj)
+                    if limit and len(found) >= limit:
+                        return found, self._revision
         return found, self._revision
 
-    def count(self, prefix: str) -> int:
+    def count(self, prefix: str, *, after: str | None = None) -> int:
+        """How many objects are under ``prefix`` (with keys greater than ``after``)."""
         self._check_ready()
         total = 0
         for resource in self._covering(prefix):
             low, high = resource.key_range(prefix)
+            if after is not None:
+                low = max(low, bisect.bisect_right(resource.keys, after, low, high))
             total += high - low
         return total
 

@@ -4,7 +4,8 @@ Each function opens ``IPRoute`` for exactly one namespace as a context manager a
 it before returning, so no socket outlives a call and a namespace that vanished mid-way
 cannot leak file descriptors. ``netns`` is ``None`` for the agent's own namespace or a path
 (``/proc/<pid>/ns/net``, ``/var/run/netns/<name>``); namespaces are never created here.
-Kernel errors become the domain exceptions below; nothing sleeps or polls.
+Kernel errors become the domain exceptions below; nothing sleeps or polls, and
+nothing forks (see ``_open_socket_in``).
 
 The functions are synchronous (pyroute2's sync API runs its own event loop), so async code
 calls them through ``asyncio.to_thread``.
@@ -12,6 +13,7 @@ calls them through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import socket
@@ -22,6 +24,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as _KernelError
 
 BRIDGE_PORT_HAIRPIN = 1  # IFLA_BRPORT_MODE value for hairpin (reflective relay)
+_CLONE_NEWNET = 0x40000000
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class NetworkError(Exception):
@@ -49,14 +53,43 @@ def _translate(err: _KernelError, what: str) -> NetworkError:
     return NetworkError(message)
 
 
+def _setns(fd: int, what: str) -> None:
+    if _LIBC.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise NamespaceNotFoundError(f"{what}: setns failed: {os.strerror(code)}")
+
+
+def _open_socket_in(netns: str, what: str) -> IPRoute:
+    """An IPRoute whose socket lives in ``netns``, opened without forking.
+
+    setns(2) switches only the calling thread, so this thread enters the namespace,
+    creates the socket (which stays bound to it) and comes straight back. pyroute2's own
+    ``IPRoute(netns=...)`` forks a helper instead, and a forked child shares asyncio's
+    signal wake-up fd: a signal to that child would reach our event loop as if it were
+    meant for the agent (a SIGTERM there once cancelled the whole agent).
+    """
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(netns, os.O_RDONLY)
+    except OSError as err:
+        os.close(original)
+        raise NamespaceNotFoundError(f"{what}: cannot open {netns}: {err}") from err
+    try:
+        _setns(target, what)
+        try:
+            return IPRoute()
+        finally:
+            _setns(original, f"{what} (returning to the agent's namespace)")
+    finally:
+        os.close(target)
+        os.close(original)
+
+
 @contextmanager
 def _iproute(netns: str | None, what: str) -> Iterator[IPRoute]:
     if netns is not None and not os.path.exists(netns):
         raise NamespaceNotFoundError(f"{what}: network namespace {netns} does not exist")
-    try:
-        ipr = IPRoute() if netns is None else IPRoute(netns=netns, flags=0)
-    except OSError as err:
-        raise NamespaceNotFoundError(f"{what}: cannot enter {netns}: {err}") from err
+    ipr = IPRoute() if netns is None else _open_socket_in(netns, what)
     try:
         yield ipr
     except _KernelError as err:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import re
 import shlex
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 
 from proxy import commands
@@ -46,19 +48,30 @@ class CommandError(Exception):
 
 
 _BATCH_CHARS = 256 * 1024
+_MAX_QUEUED = 8  # batches waiting for the writer thread
 
 
-async def _write(stream: asyncio.StreamWriter, batch: list[str], *, last: bool = False) -> bool:
-    """Write chunks (newline-terminated unless ``last``); False once the reader is gone."""
-    text = "\n".join(batch)
-    if not last:
-        text += "\n"
-    try:
-        stream.write(text.encode())
-        await stream.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
+def _pump(process: subprocess.Popen[bytes], batches: queue.SimpleQueue[bytes | None]) -> None:
+    """Writer thread: feed batches to iptables-restore until None; after the reader is gone
+    keep taking batches (and drop them) so the producer never blocks."""
+    assert process.stdin is not None
+    alive = True
+    while (batch := batches.get()) is not None:
+        if alive:
+            try:
+                process.stdin.write(batch)
+            except (BrokenPipeError, ConnectionResetError):
+                alive = False
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        process.stdin.close()
+
+
+def _finish(process: subprocess.Popen[bytes], writer: threading.Thread) -> bytes:
+    writer.join()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.wait()
+    return stderr
 
 
 def failing_line(stderr: bytes) -> int | None:
@@ -74,6 +87,18 @@ def context_lines(text: str, line: int, *, radius: int = 3) -> str:
         f"{'>' if number == line else ' '} {number:6d}  {lines[number - 1]}"
         for number in range(start, end + 1)
     )
+
+
+def split_tables(saved: str) -> dict[str, str]:
+    """iptables-save output of all tables -> {table: its part}; absent tables are ""."""
+    tables: dict[str, list[str]] = {"filter": [], "nat": []}
+    current: list[str] | None = None
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), [])
+        if current is not None:
+            current.append(line)
+    return {table: "\n".join(lines) for table, lines in tables.items()}
 
 
 def tool(backend: str, name: str) -> str:
@@ -121,33 +146,38 @@ class Iptables:
     async def restore(self, chunks: Iterable[str]) -> None:
         """Apply restore input (``chunks`` joined by newlines) in one transaction.
 
-        The chunks are streamed into iptables-restore as they are produced, so a lazy
-        producer renders while iptables-restore parses. They are always consumed to the end,
-        even when iptables-restore exits early, so a producer's bookkeeping completes.
-        Raises RestoreError with the failing line and its context.
+        The chunks are consumed on the calling thread (a lazy producer renders them there)
+        and written to iptables-restore by a writer thread, whose blocking writes release
+        the GIL: rendering and iptables-restore's parsing (most of its time) overlap. The
+        chunks are always consumed to the end, even when iptables-restore exits early, so
+        a producer's bookkeeping completes. Raises RestoreError with the failing line.
         """
         argv = [tool(self.backend, "restore"), "--noflush", *WAIT_ARGS]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        assert process.stdin is not None
+        batches: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        writer = threading.Thread(target=_pump, args=(process, batches), daemon=True)
+        writer.start()
         seen: list[str] = []  # kept for the error context
         batch: list[str] = []
-        size, writable = 0, True
-        for chunk in chunks:
-            seen.append(chunk)
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= _BATCH_CHARS and writable:
-                writable = await _write(process.stdin, batch)
-                batch, size = [], 0
-        if writable:
-            await _write(process.stdin, batch, last=True)
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.close()
-        _stdout, stderr = await process.communicate()
+        size = 0
+        try:
+            for chunk in chunks:
+                seen.append(chunk)
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= _BATCH_CHARS:
+                    batches.put(("\n".join(batch) + "\n").encode())
+                    batch, size = [], 0
+                    while batches.qsize() > _MAX_QUEUED:  # bounded memory, responsive loop
+                        await asyncio.sleep(0.002)
+            batches.put("\n".join(batch).encode())
+        finally:
+            batches.put(None)
+        stderr = await asyncio.to_thread(_finish, process, writer)
         if process.returncode == 0:
             return
         line = failing_line(stderr)
@@ -160,12 +190,13 @@ class Iptables:
         message = f"iptables-restore ({self.backend}) failed: {'; '.join(messages)}"
         raise RestoreError(message, line=line, context=context)
 
-    async def save(self, table: str) -> str:
-        """iptables-save output of one table (for chain names and jump rules only)."""
-        result = await self._run([tool(self.backend, "save"), "-t", table], netns=self.netns)
+    async def save(self) -> dict[str, str]:
+        """iptables-save output per table, in one process (read for chain names and jump
+        rules only, never to decide which rules to write)."""
+        result = await self._run([tool(self.backend, "save")], netns=self.netns)
         if not result.ok:
-            raise CommandError(f"{tool(self.backend, 'save')} -t {table}: {result.stderr!r}")
-        return result.stdout.decode()
+            raise CommandError(f"{tool(self.backend, 'save')}: {result.stderr!r}")
+        return split_tables(result.stdout.decode())
 
     async def canary_present(self) -> bool:
         """True while the canary chain written by the last full kernel sync exists."""

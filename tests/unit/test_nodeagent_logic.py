@@ -233,3 +233,28 @@ def test_default_pull_policy():
     assert default_pull_policy("localhost/keelson/busybox:1") == "IfNotPresent"
     assert default_pull_policy("localhost:5000/busybox") == "Always"
     assert default_pull_policy("busybox:latest") == "Always"
+
+
+# -- garbage collection ----------------------------------------------------------------
+def test_gc_keeps_current_and_previous_instance_and_never_running_ones():
+    from nodeagent.gc import select_garbage
+    from nodeagent.runtime.interface import ContainerSummary
+
+    def summary(cid, created, state, name="c", uid="u", sandbox=False):
+        labels = {"io.keelson.pod.uid": uid, "io.keelson.container": name}
+        if sandbox:
+            labels = {"io.keelson.pod.uid": uid, "io.keelson.type": "sandbox"}
+        return ContainerSummary(cid, labels, state, created)
+
+    containers = [
+        summary("c3", 3, X),
+        summary("c2", 2, X),
+        summary("c1", 1, X),
+        summary("c0", 0, X),
+        summary("r9", 9, R, name="web"),
+        summary("r1", 1, R, name="web"),
+        summary("s2", 2, R, sandbox=True),
+        summary("s1", 1, X, sandbox=True),
+        summary("other", 0, X, uid="v"),
+    ]
+    assert sorted(select_garbage(containers)) == ["c0", "c1", "s1"]

@@ -485,8 +485,20 @@ def exec_probe(command: str, **timing) -> dict:
 
 async def test_failing_liveness_probe_restarts_the_container(node):
     node.runtime.exec_results[("sh", "-c", "check-alive")] = 1
-    submit(node, make_pod("sick", [container(
-        "c", "sleep", "1000", livenessProbe=exec_probe("check-alive", failureThreshold=2))]))
+    submit(
+        node,
+        make_pod(
+            "sick",
+            [
+                container(
+                    "c",
+                    "sleep",
+                    "1000",
+                    livenessProbe=exec_probe("check-alive", failureThreshold=2),
+                )
+            ],
+        ),
+    )
 
     await eventually(lambda: status(node, "sick")["containerStatuses"][0]["restartCount"] >= 1)
     assert any("Liveness probe failed" in e["message"] for e in node.events("Unhealthy"))
@@ -495,8 +507,12 @@ async def test_failing_liveness_probe_restarts_the_container(node):
 
 async def test_readiness_probe_drives_ready_both_ways(node):
     node.runtime.exec_results[("sh", "-c", "check-ready")] = 1
-    submit(node, make_pod("shy", [container(
-        "c", "sleep", "1000", readinessProbe=exec_probe("check-ready"))]))
+    submit(
+        node,
+        make_pod(
+            "shy", [container("c", "sleep", "1000", readinessProbe=exec_probe("check-ready"))]
+        ),
+    )
 
     def ready() -> str:
         conditions = status(node, "shy")["conditions"]

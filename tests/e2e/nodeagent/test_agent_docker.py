@@ -283,3 +283,43 @@ async def test_thirty_pods_get_distinct_ips_and_bad_pods_do_not_block(cluster):
     await eventually(
         lambda: waiting_reason("badcmd") in ("StartError", "RunContainerError", "CrashLoopBackOff")
     )
+
+
+async def test_http_readiness_and_tcp_liveness_probes(cluster):
+    cluster.start_agent()
+    cluster.create(
+        "probed",
+        [
+            sh(
+                "web",
+                "mkdir -p /www && httpd -p 8080 -h /www; "
+                "trap 'exit 0' TERM; while true; do sleep 0.2; done",
+                readinessProbe={"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1},
+                livenessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            ),
+            sh(
+                "doomed",
+                "sleep 1000",
+                livenessProbe={
+                    "tcpSocket": {"port": 9999},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                },
+            ),
+        ],
+        terminationGracePeriodSeconds=1,  # `sleep` as PID 1 ignores SIGTERM
+    )
+
+    def statuses() -> dict[str, dict]:
+        return {s["name"]: s for s in cluster.pod("probed")["status"]["containerStatuses"]}
+
+    await eventually(lambda: cluster.phase("probed") == "Running")
+    await eventually(lambda: statuses()["doomed"]["restartCount"] >= 1)
+    assert statuses()["web"]["ready"] is False  # /ready does not exist yet: 404
+    ready_file = "mkdir -p /www && touch /www/ready"
+    api = docker.APIClient(version="1.41")
+    web_id = statuses()["web"]["containerID"].removeprefix("docker://")
+    api.exec_start(api.exec_create(web_id, ["sh", "-c", ready_file]))
+    api.close()
+    await eventually(lambda: statuses()["web"]["ready"] is True)
+    assert statuses()["web"]["restartCount"] == 0

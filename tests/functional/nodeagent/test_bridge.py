@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,3 +107,15 @@ def test_setup_replaces_leftover_veth_of_an_interrupted_attempt(host_netns, make
 
     assert netlink.interface_addresses("eth0", netns=pod) == ["10.250.7.40/24"]
     assert not netlink.link_exists("ktleftover", netns=host_netns)
+
+
+def test_calls_into_a_pod_namespace_leave_the_thread_where_it_was(host_netns, make_netns):
+    pod = make_netns("pod")
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+
+    BridgeNetwork(pod_cidr=CIDR, host_netns=host_netns).setup_pod(
+        pod_uid="ns", netns_path=pod, address="10.250.7.50"
+    )
+
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before
+    assert netlink.interface_addresses("eth0", netns=pod) == ["10.250.7.50/24"]
