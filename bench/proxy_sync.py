@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,13 +92,24 @@ class RecordingIptables(Iptables):
         await super().restore(tee())
 
 
-def raw_restore(netns: str, text: str) -> float:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process plus its finished children (iptables-restore, -save)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def raw_restore(netns: str, text: str, *, cpu: list[float] | None = None) -> float:
+    data = text.encode()
+    cpu_started, started = cpu_seconds(), time.perf_counter()
     subprocess.run(
         ["ip", "netns", "exec", netns, "iptables-legacy-restore", "--noflush", "-w", "5"],
-        input=text.encode(), check=True,
+        input=data, check=True,
     )  # fmt: skip
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(cpu_seconds() - cpu_started)
+    return elapsed
 
 
 def new_proxier(netns: str, registry: CollectorRegistry | None = None) -> Proxier:
@@ -116,7 +128,7 @@ async def full_and_partial(
 ) -> dict[str, float]:
     """Medians over ``repeats`` runs, each from an empty namespace, floor and proxier
     alternating so machine noise hits both alike."""
-    fulls, floors = [], []
+    fulls, floors, full_cpu, floor_cpu = [], [], [], []
     for _ in range(repeats):
         remove_all("legacy", netns=netns)
         proxier = new_proxier(netns)
@@ -125,17 +137,20 @@ async def full_and_partial(
             proxier.on_service(None, service(i))
             proxier.on_endpoint_slice(None, slices[i])
         gc.collect()
-        started = time.perf_counter()
+        cpu_started, started = cpu_seconds(), time.perf_counter()
         assert await proxier.sync()
         fulls.append(time.perf_counter() - started)
+        full_cpu.append(cpu_seconds() - cpu_started)
         text = proxier.iptables.last_text
         remove_all("legacy", netns=netns)
         gc.collect()
-        floors.append(raw_restore(netns, text))
+        floors.append(raw_restore(netns, text, cpu=floor_cpu))
     remove_all("legacy", netns=netns)
     figures = {
         "full": statistics.median(fulls),
         "full_floor": statistics.median(floors),
+        "full_cpu": statistics.median(full_cpu),
+        "floor_cpu": statistics.median(floor_cpu),
         "rules": text.count("\n-A "),
     }
     if not partial:
@@ -252,8 +267,12 @@ async def main() -> None:
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         print(f"iptables-legacy in namespace {netns}; 3 endpoints per Service")
-        print(f"full sync, median of {args.repeats} runs from an empty namespace")
-        print(f"{'services':>8} {'rules':>7} {'full s':>8} {'floor s':>8} {'ratio':>6}")
+        print(f"full sync, median of {args.repeats} runs from an empty namespace;")
+        print("wall-clock seconds, and CPU seconds (this process + iptables-restore/-save)")
+        print(
+            f"{'services':>8} {'rules':>7} {'full s':>8} {'floor s':>8} {'ratio':>6}"
+            f" {'full cpu':>9} {'floor cpu':>9} {'ratio':>6}"
+        )
         for size in sizes:
             figures = await full_and_partial(
                 netns, size, partial=size == max(sizes), repeats=args.repeats
@@ -261,6 +280,8 @@ async def main() -> None:
             print(
                 f"{size:>8} {figures['rules']:>7} {figures['full']:>8.3f}"
                 f" {figures['full_floor']:>8.3f} {figures['full'] / figures['full_floor']:>6.2f}"
+                f" {figures['full_cpu']:>9.3f} {figures['floor_cpu']:>9.3f}"
+                f" {figures['full_cpu'] / figures['floor_cpu']:>6.2f}"
             )
         print(
             f"partial sync, one endpoint change at {max(sizes)} Services (median of 5):"

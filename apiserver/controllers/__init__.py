@@ -39,8 +39,13 @@ async def run_controllers(kubeconfig: Path, *,
         log.info("controllers running: %s", ", ".join(c.name for c in controllers))
         await asyncio.gather(*(c.run() for c in controllers))
     finally:
-        await informers.stop()
-        await client.close()
+        # Shielded: a cancelled runner still closes its informers and HTTP session.
+        await asyncio.shield(_shutdown(informers, client))
+
+
+async def _shutdown(informers: SharedInformers, client: ApiClient) -> None:
+    await informers.stop()
+    await client.close()
 
 
 def start_controllers(server: Any) -> list[asyncio.Task[None]]:

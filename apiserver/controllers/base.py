@@ -61,8 +61,13 @@ class SharedInformers:
         await asyncio.gather(*(i.wait_synced(timeout) for i in self._informers.values()))
 
     async def stop(self) -> None:
-        for informer in self._informers.values():
-            await informer.stop()
+        """Stop every informer, also when the caller is itself being cancelled (then one
+        informer's re-raised cancellation must not leave the others running)."""
+        results = await asyncio.gather(*(i.stop() for i in self._informers.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("stopping an informer failed: %s", result)
 
 
 class WorkQueue:

@@ -26,9 +26,11 @@ Invariants:
 - RS writes carry the cached resourceVersion: a decision made on a stale cache fails with a
   conflict and is retried on fresh state instead of being applied.
 
-Not done: proportional scaling of several active ReplicaSets mid-rollout (a scale during a
-rollout converges through the rolling steps instead), ``progressDeadlineSeconds``
-(ProgressDeadlineExceeded), ``spec.paused`` beyond "no rollout steps while paused".
+- A change of ``replicas`` (seen as a ReplicaSet whose desired-replicas annotation differs)
+  only resizes, proportionally across the active ReplicaSets mid-rollout, before any
+  rollout step is taken; a paused Deployment only resizes.
+
+Not done: ``progressDeadlineSeconds`` (ProgressDeadlineExceeded).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ __all__ = [
     "DeploymentController",
     "new_replicas_for_rollout",
     "resolve_fenceposts",
+    "scale_targets",
     "template_hash",
     "templates_equal",
 ]
@@ -129,6 +132,63 @@ def new_replicas_for_rollout(replicas: int, surge: int, new_rs_replicas: int,
         return new_rs_replicas
     scale_up = min(max_total - all_rs_replicas, replicas - new_rs_replicas)
     return new_rs_replicas + max(0, scale_up)
+
+
+def scale_targets(deployment: Mapping, new_rs: Mapping | None, olds: list[dict], *,
+                  surge: int) -> dict[str, int]:
+    """The size of every active ReplicaSet after ``replicas`` changed (sync.go ``scale``):
+    a lone active (or else the newest) ReplicaSet takes it all; a saturated new one makes
+    the old ones zero; otherwise a rolling Deployment's ReplicaSets share the change in
+    proportion to their size (``GetProportion``), leftovers going to the largest. Keyed by
+    uid; ``olds`` newest first."""
+    spec = deployment.get("spec") or {}
+    wanted = int(spec.get("replicas", 1))
+    everything = [*([new_rs] if new_rs is not None else []), *olds]
+    active = [rs for rs in everything if _replicas(rs) > 0]
+    if len(active) <= 1:
+        chosen = active[0] if active else (new_rs if new_rs is not None else
+                                           (olds[0] if olds else None))
+        return {uid_of(chosen): wanted} if chosen is not None else {}
+    if new_rs is not None and _replicas(new_rs) == wanted and \
+            _status_count(new_rs, "availableReplicas") == wanted:
+        return {uid_of(rs): 0 for rs in olds if _replicas(rs) > 0}
+    if (spec.get("strategy") or {}).get("type") == "Recreate":
+        return {}
+    allowed = wanted + surge if wanted > 0 else 0
+    to_add = allowed - sum(_replicas(rs) for rs in active)
+    if to_add == 0:
+        return {uid_of(rs): _replicas(rs) for rs in active}
+    # Largest first; ties: newer first when growing, older first when shrinking.
+    order = {uid_of(rs): position for position, rs in enumerate(everything)}
+    active.sort(key=lambda rs: (-_replicas(rs), order[uid_of(rs)] if to_add > 0
+                                else -order[uid_of(rs)]))
+    targets, added = {}, 0
+    status_replicas = int((deployment.get("status") or {}).get("replicas") or 0)
+    for rs in active:
+        proportion = _proportion(rs, wanted, allowed, to_add, added, status_replicas)
+        targets[uid_of(rs)] = _replicas(rs) + proportion
+        added += proportion
+    largest = uid_of(active[0])
+    targets[largest] = max(0, targets[largest] + to_add - added)
+    return targets
+
+
+def _proportion(rs: Mapping, wanted: int, allowed: int, to_add: int, added: int,
+                status_replicas: int) -> int:
+    if _replicas(rs) == 0 or to_add == added:
+        return 0
+    if wanted == 0:
+        fraction = -_replicas(rs)
+    else:
+        try:
+            annotated = int(((rs.get("metadata") or {}).get("annotations") or {})[MAX_REPLICAS])
+        except (KeyError, ValueError):
+            annotated = status_replicas
+        # Go's integer.RoundToInt32: half away from zero.
+        exact = _replicas(rs) * allowed / annotated if annotated else _replicas(rs)
+        fraction = math.floor(exact + 0.5) - _replicas(rs)
+    remaining = to_add - added
+    return min(fraction, remaining) if to_add > 0 else max(fraction, remaining)
 
 
 def revision_of(obj: Mapping) -> int:
@@ -234,14 +294,37 @@ class DeploymentController(Controller):
         namespace, _ = split_key(key)
         candidates = self.replicasets.store.by_index(NAMESPACE_INDEX, namespace or "")
         replicasets = await claim(self.client, REPLICASETS, deployment, selector, candidates)
-        if spec.get("paused"):
-            new_rs = self._find_new(deployment, replicasets)
-            await self._sync_status(deployment, replicasets, new_rs)
+        recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
+        if spec.get("paused") or (not recreate and
+                                  self._is_scaling_event(deployment, replicasets)):
+            await self._scale_only(deployment, replicasets)
             return
-        if (spec.get("strategy") or {}).get("type") == "Recreate":
+        if recreate:
             await self._recreate(deployment, replicasets)
         else:
             await self._rolling_update(deployment, replicasets)
+
+    @staticmethod
+    def _is_scaling_event(deployment: dict, replicasets: list[dict]) -> bool:
+        """``replicas`` changed since the active ReplicaSets were last sized (their
+        desired-replicas annotation says so)."""
+        wanted = str((deployment.get("spec") or {}).get("replicas", 1))
+        return any(((rs["metadata"].get("annotations") or {}).get(DESIRED_REPLICAS,
+                                                                   wanted)) != wanted
+                   for rs in replicasets if _replicas(rs) > 0)
+
+    async def _scale_only(self, deployment: dict, replicasets: list[dict]) -> None:
+        """A scaling event (or a paused Deployment): resize, take no rollout step (sync.go
+        ``sync`` and ``scale``)."""
+        new_rs = self._find_new(deployment, replicasets)
+        olds = sorted((rs for rs in replicasets if new_rs is None or uid_of(rs) != uid_of(new_rs)),
+                      key=_created, reverse=True)
+        targets = scale_targets(deployment, new_rs, olds,
+                                surge=self._surge_and_unavailable(deployment)[0])
+        for rs in [*olds, *([new_rs] if new_rs is not None else [])]:
+            if uid_of(rs) in targets:
+                await self._scale(deployment, rs, targets[uid_of(rs)])
+        await self._sync_status(deployment, replicasets, new_rs)
 
     def _find_new(self, deployment: dict, replicasets: list[dict]) -> dict | None:
         template = (deployment.get("spec") or {}).get("template") or {}
@@ -343,17 +426,20 @@ class DeploymentController(Controller):
         return deployment, new_rs
 
     async def _update_annotations(self, deployment: dict, rs: dict, revision: str) -> dict:
+        """Bring the new ReplicaSet's annotations (and minReadySeconds) up to date."""
         annotations = dict(rs["metadata"].get("annotations") or {})
         wanted = {**annotations, **self._copied_annotations(deployment),
                   **self._replica_annotations(deployment)}
         if revision_of(rs) < int(revision):
             wanted[REVISION] = revision
-        if wanted == annotations:
+        min_ready = (deployment.get("spec") or {}).get("minReadySeconds", 0)
+        if wanted == annotations and (rs.get("spec") or {}).get("minReadySeconds", 0) == min_ready:
             return rs
         meta = rs["metadata"]
         return await self.client.patch(
             REPLICASETS, meta["name"],
-            {"metadata": {"annotations": wanted, "resourceVersion": meta["resourceVersion"]}},
+            {"metadata": {"annotations": wanted, "resourceVersion": meta["resourceVersion"]},
+             "spec": {"minReadySeconds": min_ready}},
             namespace=meta["namespace"])
 
     @staticmethod
@@ -421,6 +507,8 @@ class DeploymentController(Controller):
     async def _scale(self, deployment: dict, rs: dict, replicas: int) -> dict:
         meta = rs["metadata"]
         annotations = {**(meta.get("annotations") or {}), **self._replica_annotations(deployment)}
+        if replicas == _replicas(rs) and annotations == (meta.get("annotations") or {}):
+            return rs
         return await self.client.patch(
             REPLICASETS, meta["name"],
             {"metadata": {"annotations": annotations, "resourceVersion": meta["resourceVersion"]},

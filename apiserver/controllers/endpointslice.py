@@ -35,7 +35,7 @@ from apiclient.resources import ENDPOINTSLICES, PODS, SERVICES
 from apiclient.selectors import selector_from_set
 from apiclient.store import namespace_index
 from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.controllers.ownership import labels_of
+from apiserver.controllers.ownership import Expectations, labels_of
 from apiserver.controllers.podstatus import is_ready
 
 __all__ = [
@@ -276,8 +276,11 @@ class EndpointSliceController(ServicePodsController):
             SERVICE_INDEX: lambda s: [f"{s['metadata'].get('namespace')}/"
                                       f"{labels_of(s).get(SERVICE_NAME_LABEL)}"]
             if labels_of(s).get(MANAGED_BY_LABEL) == MANAGED_BY else []})
-        # A slice edited or deleted by someone else is put back.
-        self.slices.add_handler(on_update=lambda _old, new: self._on_slice(new),
+        self.expectations = Expectations()
+        # A slice edited or deleted by someone else is put back; our own new slices
+        # showing up in the cache release the expectations below.
+        self.slices.add_handler(on_add=self._on_slice,
+                                on_update=lambda _old, new: self._on_slice(new),
                                 on_delete=self._on_slice)
 
     def _on_slice(self, endpoint_slice: dict) -> None:
@@ -287,13 +290,18 @@ class EndpointSliceController(ServicePodsController):
                          f"{labels[SERVICE_NAME_LABEL]}")
 
     async def reconcile(self, key: str) -> None:
+        if not self.expectations.satisfied(key, self.slices.store):
+            # Slices we created or deleted are not in the cache yet: acting now would
+            # create them twice. Their events requeue the key; the timer is a safety net.
+            self.enqueue(key, after=1.0)
+            return
         namespace, _ = split_key(key)
         service = self.services.store.get(key)
         existing = self.slices.store.by_index(SERVICE_INDEX, key)
         if service is None or not has_selector(service):
             # Gone or selector removed: our slices go (the owner reference would let the
             # garbage collector do it, but not when only the selector was removed).
-            await self._delete_all(existing)
+            await self._delete_all(key, existing)
             self.trigger_times.take(key)
             return
         if service["metadata"].get("deletionTimestamp"):
@@ -302,7 +310,7 @@ class EndpointSliceController(ServicePodsController):
         wanted = desired_slices(service, pods)
         owned = sorted((s for s in existing if _owned_by(s, service)),
                        key=lambda s: s["metadata"]["name"])
-        await self._delete_all([s for s in existing if not _owned_by(s, service)])
+        await self._delete_all(key, [s for s in existing if not _owned_by(s, service)])
         trigger = None
         for index, content in enumerate(wanted):
             current = owned[index] if index < len(owned) else None
@@ -310,10 +318,10 @@ class EndpointSliceController(ServicePodsController):
                 continue
             if trigger is None:
                 trigger = self.trigger_time(key, service, pods)
-            await self._write(service, current, content, trigger)
-        await self._delete_all(owned[len(wanted):])
+            await self._write(key, service, current, content, trigger)
+        await self._delete_all(key, owned[len(wanted):])
 
-    async def _write(self, service: dict, current: dict | None, content: dict,
+    async def _write(self, key: str, service: dict, current: dict | None, content: dict,
                      trigger: str) -> None:
         meta = service["metadata"]
         labels = {**(meta.get("labels") or {}), SERVICE_NAME_LABEL: meta["name"],
@@ -327,16 +335,19 @@ class EndpointSliceController(ServicePodsController):
                 "ownerReferences": [owner_reference(
                     {**service, "apiVersion": "v1", "kind": "Service"})],
             }
-            await self.client.create(ENDPOINTSLICES, body, namespace=meta["namespace"])
+            created = await self.client.create(ENDPOINTSLICES, body,
+                                               namespace=meta["namespace"])
+            self.expectations.expect(key, creates=[object_key(created)])
             return
         body["metadata"] = {**current["metadata"], "labels": labels,
                             "annotations": {**(current["metadata"].get("annotations") or {}),
                                             TRIGGER_TIME: trigger}}
         await self.client.replace(ENDPOINTSLICES, body, namespace=meta["namespace"])
 
-    async def _delete_all(self, slices: list[dict]) -> None:
+    async def _delete_all(self, key: str, slices: list[dict]) -> None:
         for endpoint_slice in slices:
             meta = endpoint_slice["metadata"]
+            self.expectations.expect(key, deletes=[object_key(endpoint_slice)])
             with contextlib.suppress(NotFoundError):
                 await self.client.delete(ENDPOINTSLICES, meta["name"],
                                          namespace=meta["namespace"],

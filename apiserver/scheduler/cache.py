@@ -274,8 +274,5 @@ class SchedulerCache:
         if key in self._assumed:
             self._unplace(key)
 
-    def assumed_count(self) -> int:
-        return len(self._assumed)
-
     def placed_keys(self) -> Iterable[str]:
         return self._placements.keys()

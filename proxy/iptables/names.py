@@ -72,16 +72,6 @@ def service_chain(port_key: str, protocol: str) -> str:
     return SERVICE_PREFIX + _hash16(port_key + protocol.lower())
 
 
-def local_service_chain(port_key: str, protocol: str) -> str:
-    """KEEL-SVL-: the node-local load-balancing chain (traffic policy Local)."""
-    return LOCAL_SERVICE_PREFIX + _hash16(port_key + protocol.lower())
-
-
-def external_chain(port_key: str, protocol: str) -> str:
-    """KEEL-EXT-: entry chain for NodePort, external IP and load-balancer traffic."""
-    return EXTERNAL_PREFIX + _hash16(port_key + protocol.lower())
-
-
 def endpoint_chain(port_key: str, protocol: str, endpoint: str) -> str:
     """KEEL-SEP-: the DNAT chain of one endpoint ("ip:port") of one service port."""
     return ENDPOINT_PREFIX + _hash16(port_key + protocol.lower() + endpoint)

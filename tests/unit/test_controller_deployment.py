@@ -8,6 +8,7 @@ from apiserver.controllers.deployment import (
     HASH_LABEL,
     new_replicas_for_rollout,
     resolve_fenceposts,
+    scale_targets,
     template_hash,
     templates_equal,
 )
@@ -60,3 +61,41 @@ def test_templates_compare_without_the_hash_label() -> None:
     assert not templates_equal(other, TEMPLATE)
     assert templates_equal({"metadata": {"labels": {HASH_LABEL: "x"}}, "spec": {}},
                            {"metadata": {}, "spec": {}})
+
+
+def _rs(uid: str, replicas: int, *, max_replicas: int | None = None,
+        available: int = 0) -> dict:
+    annotations = {"deployment.kubernetes.io/max-replicas": str(max_replicas)} \
+        if max_replicas is not None else {}
+    return {"metadata": {"uid": uid, "annotations": annotations},
+            "spec": {"replicas": replicas}, "status": {"availableReplicas": available}}
+
+
+def _deployment(replicas: int) -> dict:
+    return {"spec": {"replicas": replicas, "strategy": {"type": "RollingUpdate"}},
+            "status": {"replicas": 0}}
+
+
+def test_a_lone_active_replicaset_takes_the_whole_scale() -> None:
+    assert scale_targets(_deployment(5), _rs("new", 3), [_rs("old", 0)], surge=2) == {"new": 5}
+    # Nothing active: the new one gets it.
+    assert scale_targets(_deployment(2), _rs("new", 0), [_rs("old", 0)], surge=1) == {"new": 2}
+
+
+def test_a_saturated_new_replicaset_zeroes_the_old_ones() -> None:
+    targets = scale_targets(_deployment(3), _rs("new", 3, available=3), [_rs("old", 1)],
+                            surge=1)
+    assert targets == {"old": 0}
+
+
+def test_mid_rollout_scale_is_shared_in_proportion() -> None:
+    # 10 replicas, surge 3 (max 13): new 5 + old 8 running. Scale to 20 (surge 5, max 25).
+    targets = scale_targets(_deployment(20), _rs("new", 5, max_replicas=13),
+                            [_rs("old", 8, max_replicas=13)], surge=5)
+    assert targets == {"new": 10, "old": 15}  # 5*25/13 = 9.6 -> 10; 8*25/13 = 15.4 -> 15
+    assert sum(targets.values()) == 25
+    # And back down to 5 (surge 2, max 7): the change is shared, leftovers to the largest.
+    down = scale_targets(_deployment(5), _rs("new", 10, max_replicas=25),
+                         [_rs("old", 15, max_replicas=25)], surge=2)
+    assert sum(down.values()) == 7 and all(v >= 0 for v in down.values())
+    assert down["old"] >= down["new"]

@@ -89,7 +89,12 @@ def sh(name: str, script: str, **extra) -> dict:
 
 async def eventually(check: Callable[[], object], *, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        try:
+            if check():
+                return
+        except (KeyError, IndexError, TypeError):  # the status is not there yet
+            pass
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached within {timeout}s")
         await asyncio.sleep(0.1)
@@ -323,3 +328,24 @@ async def test_http_readiness_and_tcp_liveness_probes(cluster):
     api.close()
     await eventually(lambda: statuses()["web"]["ready"] is True)
     assert statuses()["web"]["restartCount"] == 0
+
+
+async def test_crash_loop_back_off_grows(cluster):
+    cluster.start_agent()
+    cluster.create("crashy", [sh("c", "exit 3")])
+
+    def entry() -> dict:
+        return cluster.pod("crashy")["status"]["containerStatuses"][0]
+
+    await eventually(lambda: entry()["restartCount"] == 1)
+    first_restart = time.monotonic()
+    await eventually(
+        lambda: "back-off 10s" in entry()["state"].get("waiting", {}).get("message", "")
+    )
+    assert entry()["lastState"]["terminated"]["exitCode"] == 3
+    assert cluster.phase("crashy") == "Running"
+    await eventually(lambda: entry()["restartCount"] == 2, timeout=20)
+    assert time.monotonic() - first_restart >= 9
+    await eventually(
+        lambda: "back-off 20s" in entry()["state"].get("waiting", {}).get("message", "")
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import ipaddress
 
 from apiclient.client import ApiClient
 from apiclient.resources import NODES
@@ -34,14 +36,15 @@ async def test_each_node_gets_its_own_block_also_after_a_restart(
         assigned = await eventually(lambda: _cidrs(client, first), what="pod CIDRs")
     assert sorted(assigned.values()) == [f"10.244.{i}.0/24" for i in range(5)]
 
-    # A fresh controller rebuilds what is taken from the nodes; a freed block is reused.
+    # A fresh controller rebuilds what is taken from the nodes; a freed block is reused;
+    # nodes arriving all at once while it runs still get distinct blocks.
     await client.delete(NODES, "kt-n2")
-    later = ["kt-n5", "kt-n6"]
-    for name in later:
-        await create_node(client, name)
+    later = [f"kt-n{index}" for index in range(5, 15)]
     async with controllers_running(apiserver, [ipam]):
+        await asyncio.gather(*(create_node(client, name) for name in later))
         more = await eventually(lambda: _cidrs(client, later), what="pod CIDRs after restart")
-    assert sorted(more.values()) == ["10.244.2.0/24", "10.244.5.0/24"]
+    assert sorted(more.values(), key=ipaddress.ip_network) == \
+        ["10.244.2.0/24", *(f"10.244.{i}.0/24" for i in range(5, 14))]
     shown = apiserver.kubectl("get", "nodes", "-o",
                               "custom-columns=NAME:.metadata.name,CIDR:.spec.podCIDR").stdout
     assert "10.244.5.0/24" in shown

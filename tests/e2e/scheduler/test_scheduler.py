@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apiclient.client import ApiClient
-from apiclient.resources import EVENTS, NODES, PODS
+from apiclient.resources import EVENTS, PODS
 from apiserver.scheduler import Scheduler
 from tests.support.apiserver import ApiServer
 
@@ -128,9 +128,8 @@ async def test_taints_cordon_readiness_ports_and_pod_count(apiserver: ApiServer,
     await create_node(client, "kt-tainted", taints=[taint])
     await create_node(client, "kt-notready", ready=False)
     await create_node(client, "kt-full", pods="1")
-    cordoned = await create_node(client, "kt-cordoned")
-    cordoned["spec"]["unschedulable"] = True
-    await client.replace(NODES, cordoned)
+    await create_node(client, "kt-cordoned")
+    apiserver.kubectl("cordon", "kt-cordoned")
     port = [{"containerPort": 80, "hostPort": 8080}]
     async with controllers_running(apiserver, [Scheduler]):
         await create_pod(client, "kt-first")

@@ -124,7 +124,8 @@ async def test_rollout_history_and_undo(cluster: Cluster) -> None:
     await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
 
     history = (await cluster.kubectl("rollout", "history", "deployment/web")).stdout
-    assert "1 " in history and "2 " in history, history
+    rows = [line.split(None, 1) for line in history.splitlines()[2:] if line.strip()]
+    assert rows == [["1", "<none>"], ["2", "set VERSION=two"]], history
 
     await cluster.kubectl("rollout", "undo", "deployment/web")
     await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
@@ -183,3 +184,30 @@ async def test_deleting_a_deployment_removes_its_replicasets_and_pods(cluster: C
         return not await replicasets(cluster, "web") and \
             not await cluster.pods(label_selector="app=web")
     await eventually(gone)
+
+
+async def test_scaling_mid_rollout_resizes_both_replicasets(cluster: Cluster) -> None:
+    await cluster.kubectl("apply", "-f", "-", input=deployment_yaml("web", replicas=4))
+    await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
+    cluster.ready = False  # the rollout stalls with old and new ReplicaSets both active
+    await cluster.kubectl("set", "env", "deployment/web", "VERSION=two")
+
+    async def both_active() -> list[dict]:
+        rss = await replicasets(cluster, "web")
+        return rss if len(rss) == 2 and all(rs["spec"]["replicas"] > 0 for rs in rss) else []
+    await eventually(both_active)
+    await cluster.kubectl("scale", "deployment/web", "--replicas=8")
+
+    async def resized() -> bool:
+        old, new = await replicasets(cluster, "web")
+        # 8 wanted + surge 2 = 10 pods at most, shared by both ReplicaSets.
+        return old["spec"]["replicas"] + new["spec"]["replicas"] == 10 and \
+            old["spec"]["replicas"] > 3 and new["spec"]["replicas"] > 1
+    await eventually(resized)
+    cluster.ready = True
+    for pod in await cluster.pods(label_selector="app=web"):
+        await cluster.make_ready(pod["metadata"]["name"])
+    await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    pods = await cluster.pods(label_selector="app=web")
+    assert len(pods) == 8
+    assert {p["spec"]["containers"][0]["env"][0]["value"] for p in pods} == {"two"}

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from proxy.app import local_addresses
 from tests.functional.proxy.conftest import (
     CLIENT_IP,
     NODE_IP,
@@ -154,3 +155,11 @@ async def test_client_ip_seen_by_pod_is_masqueraded_from_outside(node, tmp_path)
     assert node.curl("http://10.96.0.15/", netns=node.client_netns) == (0, "pod0")
     entries = sh("conntrack", "-L", "-p", "tcp", "--orig-src", CLIENT_IP, netns=node.netns)
     assert "src=10.244.0.10 dst=10.244.0.1" in entries  # reply goes to the node: SNATed
+
+
+def test_nodeport_addresses_resolve_to_this_nodes_addresses(node):
+    assert local_addresses(("198.18.0.0/24", "10.244.0.0/16"), netns=node.netns) == (
+        "10.244.0.1",
+        NODE_IP,
+    )
+    assert local_addresses(("192.0.2.0/24",), netns=node.netns) == ()

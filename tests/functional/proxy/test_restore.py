@@ -1,5 +1,6 @@
 """The iptables applier against real iptables-restore in a private namespace."""
 
+import os
 import subprocess
 import uuid
 
@@ -12,6 +13,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def netns():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
     name = f"kt-{uuid.uuid4().hex[:8]}-rs"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
