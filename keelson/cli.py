@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--healthz-bind-address", default="0.0.0.0:10256")
     proxy.add_argument("--cluster-cidr", default="10.244.0.0/16")
     proxy.add_argument("--service-cidr", default="10.96.0.0/12")
+    proxy.add_argument("--min-sync-period", type=float, default=1.0,
+                       help="seconds between two rule syncs at least")
+    proxy.add_argument("--sync-period", type=float, default=30.0,
+                       help="full resync at least this often (seconds)")
+    proxy.add_argument("--nodeport-localhost", action="store_true",
+                       help="also serve NodePorts on 127.0.0.1 (sets route_localnet)")
+    proxy.add_argument("--iptables-backend", choices=("legacy", "nft"), default=None,
+                       help="default: the one the host already uses, like kube-proxy")
 
     up = commands.add_parser("up", help="apiserver + agent in one foreground process")
     up.add_argument("--data-dir", type=Path, default=Path("/var/lib/keelson"))
@@ -115,6 +124,64 @@ def _cmd_apiserver(args: argparse.Namespace) -> None:
     _run(lambda stop: run_apiserver(options, stop=stop))
 
 
+def _proxy_options(args: argparse.Namespace) -> Any:
+    from proxy import ProxyOptions
+
+    try:
+        return ProxyOptions(
+            mode=args.mode, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+            node_name=(args.node_name or _default_node_name()),
+            min_sync_period=args.min_sync_period, sync_period=args.sync_period,
+            healthz_bind_address=args.healthz_bind_address,
+            metrics_bind_address=args.metrics_bind_address,
+            nodeport_localhost=args.nodeport_localhost, iptables_backend=args.iptables_backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_proxy(args: argparse.Namespace) -> None:
+    from proxy import cleanup, run_proxy
+
+    options = _proxy_options(args)
+    if args.cleanup:
+        cleanup(options)
+        return
+    if args.kubeconfig is None:
+        raise UsageError("--kubeconfig is required (except with --cleanup)")
+    client = _client(args.kubeconfig)
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(run_proxy(options, client))
+        try:
+            await _until(stop, task)
+        finally:
+            await client.close()
+
+    _run(main)
+
+
+def _client(kubeconfig: Path) -> Any:
+    from apiclient.client import ApiClient
+    from apiclient.kubeconfig import KubeconfigError
+
+    try:
+        return ApiClient.from_kubeconfig(kubeconfig)
+    except (KubeconfigError, OSError) as exc:
+        raise RuntimeError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
+
+
+async def _until(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Run ``task`` until ``stop`` is set (then cancel it) or it ends by itself."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopper):
+        pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if task in done and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
 def _unavailable(what: str) -> NoReturn:
     raise RuntimeError(f"{what} is not available in this build yet")
 
@@ -129,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "apiserver":
             _cmd_apiserver(args)
+        elif args.command == "proxy":
+            _cmd_proxy(args)
         else:
             _unavailable(f"`keelson {args.command}`")
     except KeyboardInterrupt:

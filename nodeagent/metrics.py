@@ -1,6 +1,7 @@
 """The node agent's Prometheus metrics, with Kubernetes' kubelet names and units.
 
-One ``AgentMetrics`` per agent, built on a registry the caller passes in (tests inject a
+Node usage gauges are read from psutil at scrape time, so an idle agent spends nothing on
+them. One ``AgentMetrics`` per agent, built on a registry the caller passes in (tests inject a
 fresh ``CollectorRegistry``; production shares one registry with the proxy so one endpoint
 serves everything). No pod, container or URL labels: cardinality stays bounded by the
 operation types.
@@ -9,8 +10,11 @@ operation types.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from nodeagent.runtime.interface import ContainerState, ContainerSummary
 
@@ -18,9 +22,40 @@ _START_BUCKETS = (0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 300, 
 _OPERATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+class NodeResourceCollector:
+    """Node usage read from psutil at scrape time (kubelet's /metrics/resource names)."""
+
+    def collect(self) -> Iterator[Metric]:
+        times = psutil.cpu_times()
+        cpu = CounterMetricFamily(
+            "node_cpu_usage_seconds", "Cumulative cpu time consumed by the node in core-seconds."
+        )
+        cpu.add_metric(
+            [],
+            times.user
+            + times.system
+            + getattr(times, "irq", 0.0)
+            + getattr(times, "softirq", 0.0)
+            + getattr(times, "steal", 0.0),
+        )
+        yield cpu
+        memory = psutil.virtual_memory()
+        working_set = GaugeMetricFamily(
+            "node_memory_working_set_bytes", "Current working set of the node in bytes."
+        )
+        working_set.add_metric([], memory.total - memory.available)
+        yield working_set
+        available = GaugeMetricFamily(
+            "node_memory_available_bytes", "Memory available for new processes in bytes."
+        )
+        available.add_metric([], memory.available)
+        yield available
+
+
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        registry.register(NodeResourceCollector())
         self.running_pods = Gauge(
             "kubelet_running_pods",
             "Number of pods that have a running pod sandbox.",

@@ -4,12 +4,13 @@ Every controller is a level-triggered loop built on apiclient informers (see
 :mod:`apiserver.controllers.base`) and talks to the apiserver over its own HTTPS API
 with the admin credentials, exactly like an external controller would: the loops use
 no back door into storage, so they could run in another process unchanged.
-:data:`CONTROLLERS` lists what ``keelson apiserver`` runs.
+:func:`default_controllers` lists what ``keelson apiserver`` runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +23,23 @@ log = logging.getLogger(__name__)
 
 ControllerFactory = Callable[[ApiClient, SharedInformers], Controller]
 
-CONTROLLERS: tuple[ControllerFactory, ...] = ()
+
+
+def default_controllers(*, cluster_cidr: str) -> list[ControllerFactory]:
+    # Imported here: the controller modules import this package (for .base) themselves.
+    from apiserver.controllers.nodeipam import NodeIpamController
+    from apiserver.controllers.nodelifecycle import NodeLifecycleController
+    from apiserver.scheduler import Scheduler
+
+    return [
+        Scheduler,
+        NodeLifecycleController,
+        functools.partial(NodeIpamController, cluster_cidr=cluster_cidr),
+    ]
 
 
 async def run_controllers(kubeconfig: Path, *,
-                          factories: Sequence[ControllerFactory] = CONTROLLERS) -> None:
+                          factories: Sequence[ControllerFactory]) -> None:
     """Build the controllers, start their shared informers, run until cancelled."""
     if not factories:
         return
@@ -50,4 +63,6 @@ async def _shutdown(informers: SharedInformers, client: ApiClient) -> None:
 
 def start_controllers(server: Any) -> list[asyncio.Task[None]]:
     """The tasks ``keelson apiserver`` owns (cancelled on shutdown)."""
-    return [asyncio.create_task(run_controllers(server.kubeconfig), name="controllers")]
+    factories = default_controllers(cluster_cidr=server.options.cluster_cidr)
+    return [asyncio.create_task(run_controllers(server.kubeconfig, factories=factories),
+                                name="controllers")]

@@ -21,16 +21,17 @@ Invariants:
   highest old one (so ``kubectl rollout undo`` re-uses an old ReplicaSet under a new
   revision) and the Deployment carries the same number. ``desired-replicas`` and
   ``max-replicas`` annotations are kept on every active ReplicaSet.
+- Conditions as in Kubernetes: Available (MinimumReplicasAvailable / Unavailable) and
+  Progressing (ReplicaSetUpdated while progress is made, NewReplicaSetAvailable when
+  complete, ProgressDeadlineExceeded after ``progressDeadlineSeconds`` without progress,
+  which ``kubectl rollout status`` reports as a failed rollout).
 - Only old ReplicaSets scaled to zero and without pods are deleted, oldest revision first,
   down to ``revisionHistoryLimit``.
 - RS writes carry the cached resourceVersion: a decision made on a stale cache fails with a
   conflict and is retried on fresh state instead of being applied.
-
 - A change of ``replicas`` (seen as a ReplicaSet whose desired-replicas annotation differs)
   only resizes, proportionally across the active ReplicaSets mid-rollout, before any
   rollout step is taken; a paused Deployment only resizes.
-
-Not done: ``progressDeadlineSeconds`` (ProgressDeadlineExceeded).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import orjson
 
 from apiclient.client import ApiClient
 from apiclient.errors import AlreadyExistsError, NotFoundError
-from apiclient.meta import object_key, owner_reference, split_key, utc_now
+from apiclient.meta import object_key, owner_reference, parse_time, split_key, utc_now
 from apiclient.resources import DEPLOYMENTS, PODS, REPLICASETS
 from apiclient.selectors import SelectorError, label_selector_from_spec
 from apiclient.store import namespace_index
@@ -215,13 +217,14 @@ def _condition(conditions: list[dict], kind: str) -> dict | None:
 
 
 def _set_condition(conditions: list[dict], kind: str, status: str, reason: str,
-                   message: str) -> list[dict]:
-    """SetDeploymentCondition: lastTransitionTime moves only when the status flips."""
+                   message: str, *, touch: bool = False) -> list[dict]:
+    """SetDeploymentCondition: lastTransitionTime moves only when the status flips;
+    ``touch`` moves lastUpdateTime even when nothing else changes (progress was made)."""
     now = utc_now()
     old = _condition(conditions, kind)
     if old is not None and old.get("status") == status and old.get("reason") == reason:
         updated = {**old, "message": message}
-        if old.get("message") != message:
+        if touch or old.get("message") != message:
             updated["lastUpdateTime"] = now
     else:
         transition = old["lastTransitionTime"] if old is not None and \
@@ -623,12 +626,36 @@ class DeploymentController(Controller):
                 conditions = _set_condition(conditions, "Progressing", "True",
                                             "NewReplicaSetAvailable",
                                             f'ReplicaSet "{name}" has successfully progressed.')
-            elif self._progressing(old_status, status):
+            elif self._progressing(old_status, status) or (_condition(
+                    conditions, "Progressing") or {}).get("reason") == "NewReplicaSetAvailable":
+                # A new rollout (or scale) of a complete Deployment starts the clock afresh.
                 conditions = _set_condition(conditions, "Progressing", "True",
                                             "ReplicaSetUpdated",
-                                            f'ReplicaSet "{name}" is progressing.')
+                                            f'ReplicaSet "{name}" is progressing.', touch=True)
+            elif (left := self._seconds_to_deadline(deployment, conditions)) is not None \
+                    and left <= 0:
+                conditions = _set_condition(conditions, "Progressing", "False",
+                                            "ProgressDeadlineExceeded",
+                                            f'ReplicaSet "{name}" has timed out progressing.')
         status["conditions"] = conditions
         return status
+
+    @staticmethod
+    def _seconds_to_deadline(deployment: dict, conditions: list[dict]) -> float | None:
+        """Seconds until a rollout without progress times out (DeploymentTimedOut); None
+        when no deadline applies (paused, complete, already timed out, no deadline)."""
+        spec = deployment.get("spec") or {}
+        deadline = spec.get("progressDeadlineSeconds")
+        progressing = _condition(conditions, "Progressing")
+        if spec.get("paused") or deadline is None or progressing is None or \
+                progressing.get("reason") in ("NewReplicaSetAvailable",
+                                              "ProgressDeadlineExceeded"):
+            return None
+        try:
+            since = parse_time(progressing.get("lastUpdateTime") or "")
+        except ValueError:
+            return None
+        return int(deadline) - (datetime.now(UTC) - since).total_seconds()
 
     @staticmethod
     def _complete(deployment: dict, status: Mapping) -> bool:
@@ -653,6 +680,10 @@ class DeploymentController(Controller):
         """A merge patch without a resourceVersion: this loop is the only writer of the
         status, and a status computed from a stale cache is rewritten by the reconcile
         the newer objects trigger (observedGeneration never claims a newer spec)."""
+        left = self._seconds_to_deadline(deployment, list(status.get("conditions") or []))
+        if left is not None and left > 0:
+            # No event marks the deadline passing: look again when it does.
+            self.enqueue(object_key(deployment), after=left + 0.5)
         if status == deployment.get("status"):
             return
         meta = deployment["metadata"]

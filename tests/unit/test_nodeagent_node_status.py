@@ -118,5 +118,7 @@ def test_metrics_pass_promtool():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert b"kubelet_running_pods 1.0" in text
+    assert b"node_cpu_usage_seconds_total " in text
+    assert b"node_memory_working_set_bytes " in text
     assert b'kubelet_running_containers{container_state="running"} 1.0' in text
     assert b'kubelet_runtime_operations_errors_total{operation_type="start_container"} 1.0' in text

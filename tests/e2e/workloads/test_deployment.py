@@ -211,3 +211,18 @@ async def test_scaling_mid_rollout_resizes_both_replicasets(cluster: Cluster) ->
     pods = await cluster.pods(label_selector="app=web")
     assert len(pods) == 8
     assert {p["spec"]["containers"][0]["env"][0]["value"] for p in pods} == {"two"}
+
+
+async def test_a_stuck_rollout_exceeds_its_progress_deadline(cluster: Cluster) -> None:
+    cluster.ready = False  # the pods never become ready
+    await cluster.kubectl("apply", "-f", "-", input=deployment_yaml(
+        "web", replicas=1, extra_spec={"progressDeadlineSeconds": 2}))
+    result = await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=20s",
+                                   check=False)
+    assert result.returncode != 0
+    assert "exceeded its progress deadline" in result.stderr
+    deployment = await cluster.client.get(DEPLOYMENTS, "web", namespace=cluster.namespace)
+    progressing = next(c for c in deployment["status"]["conditions"]
+                       if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False",
+                                                              "ProgressDeadlineExceeded")
