@@ -626,9 +626,10 @@ class DeploymentController(Controller):
                 conditions = _set_condition(conditions, "Progressing", "True",
                                             "NewReplicaSetAvailable",
                                             f'ReplicaSet "{name}" has successfully progressed.')
-            elif self._progressing(old_status, status) or (_condition(
-                    conditions, "Progressing") or {}).get("reason") == "NewReplicaSetAvailable":
-                # A new rollout (or scale) of a complete Deployment starts the clock afresh.
+            elif self._progressing(old_status, status) or f'"{name}"' not in (_condition(
+                    conditions, "Progressing") or {}).get("message", ""):
+                # Progress, or a rollout to another ReplicaSet than the condition names
+                # (NewReplicaSetCreated in Kubernetes): the deadline clock starts afresh.
                 conditions = _set_condition(conditions, "Progressing", "True",
                                             "ReplicaSetUpdated",
                                             f'ReplicaSet "{name}" is progressing.', touch=True)
