@@ -10,6 +10,8 @@ which the pod worker reports as ``CreateContainerConfigError`` without touching 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from apiclient.quantity import cpu_millis, memory_bytes
 from nodeagent.runtime.interface import (
     KIND_APP,
+    LABEL_CONTAINER_HASH,
     LABEL_CONTAINER_KIND,
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
@@ -38,6 +41,12 @@ _VAR_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 class ContainerConfigError(Exception):
     """The container spec cannot be run as written; the message says which field and why."""
+
+
+def spec_hash(container: Mapping[str, Any]) -> str:
+    """Stable hash of a container spec (kubelet's HashContainer), kept as a label."""
+    canonical = json.dumps(container, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
@@ -226,6 +235,7 @@ def build_container_config(
             LABEL_CONTAINER_NAME: container["name"],
             LABEL_CONTAINER_KIND: kind,
             LABEL_RESTART_COUNT: str(restart_count),
+            LABEL_CONTAINER_HASH: spec_hash(container),
         },
         sandbox_id=sandbox_id,
         hostname=pod["metadata"]["name"],

@@ -45,6 +45,7 @@ from nodeagent.container_spec import (
     hosts_file_content,
     sandbox_labels,
     sandbox_name,
+    spec_hash,
 )
 from nodeagent.metrics import AgentMetrics
 from nodeagent.network.manager import PodNetworkManager
@@ -52,6 +53,7 @@ from nodeagent.probes import LIVENESS, READINESS, STARTUP, ContainerProber, prob
 from nodeagent.runtime.interface import (
     KIND_APP,
     KIND_INIT,
+    LABEL_CONTAINER_HASH,
     LABEL_POD_UID,
     ContainerCreateError,
     ContainerInfo,
@@ -401,6 +403,14 @@ class PodWorker:
             if latest is not None and latest.id in self.unhealthy:
                 await self._kill_unhealthy(container, latest)
                 latest = await self.ctx.runtime.inspect_container(latest.id)
+            if latest is not None and self._spec_changed(container, latest):
+                await self._kill(container, latest, "Container definition changed")
+                wait = await self._start(
+                    container, KIND_APP, latest.restart_count + 1, **environment
+                )
+                if wait:
+                    waits.append(wait)
+                continue
             if latest is not None and latest.state is ContainerState.RUNNING:
                 self.waiting.pop(container["name"], None)
                 continue
@@ -411,13 +421,26 @@ class PodWorker:
 
     async def _kill_unhealthy(self, container: Mapping[str, Any], info: ContainerInfo) -> None:
         self.unhealthy.discard(info.id)
+        await self._kill(container, info, "Container failed liveness probe")
+
+    async def _kill(self, container: Mapping[str, Any], info: ContainerInfo, why: str) -> None:
         self.ctx.api.record_event(
             self.pod,
             "Normal",
             "Killing",
-            f"Container {container['name']} failed liveness probe, will be restarted",
+            f"{why}, container {container['name']} will be restarted",
         )
         await self.ctx.runtime.stop_container(info.id, timeout=_grace_seconds(self.pod))
+
+    @staticmethod
+    def _spec_changed(container: Mapping[str, Any], info: ContainerInfo) -> bool:
+        """A running container made from an older spec (only the image may change in place)."""
+        recorded = info.labels.get(LABEL_CONTAINER_HASH)
+        return (
+            info.state is ContainerState.RUNNING
+            and recorded is not None
+            and recorded != spec_hash(container)
+        )
 
     async def _ensure_started(
         self,

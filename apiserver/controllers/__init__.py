@@ -27,14 +27,24 @@ ControllerFactory = Callable[[ApiClient, SharedInformers], Controller]
 
 def default_controllers(*, cluster_cidr: str) -> list[ControllerFactory]:
     # Imported here: the controller modules import this package (for .base) themselves.
+    from apiserver.controllers.deployment import DeploymentController
+    from apiserver.controllers.endpoints import EndpointsController
+    from apiserver.controllers.endpointslice import EndpointSliceController
+    from apiserver.controllers.garbagecollector import GarbageCollector
     from apiserver.controllers.nodeipam import NodeIpamController
     from apiserver.controllers.nodelifecycle import NodeLifecycleController
+    from apiserver.controllers.replicaset import ReplicaSetController
     from apiserver.scheduler import Scheduler
 
     return [
         Scheduler,
         NodeLifecycleController,
         functools.partial(NodeIpamController, cluster_cidr=cluster_cidr),
+        ReplicaSetController,
+        DeploymentController,
+        EndpointSliceController,
+        EndpointsController,
+        GarbageCollector,
     ]
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from apiclient.client import ApiClient
+from apiclient.errors import ConflictError
 from apiclient.informer import Informer
 from apiclient.resources import Resource
 
@@ -175,6 +176,9 @@ class Controller(abc.ABC):
                 await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
+            except ConflictError:  # someone wrote first: expected, just reconcile again
+                log.debug("%s: conflict on %s, retrying", self.name, key)
+                self.queue.add_rate_limited(key)
             except Exception as exc:  # retried with backoff; the loop never dies
                 log.warning("%s: reconciling %s failed (will retry): %s", self.name, key, exc)
                 self.queue.add_rate_limited(key)

@@ -24,7 +24,8 @@ Invariants:
   ReplicaSet), and deleting on a stale cache would destroy live workloads.
 - Deletions carry a uid precondition, reference removals the object's resourceVersion,
   so a recreated object of the same name is never hit.
-- Owners of kinds keelson does not serve are never treated as missing.
+- Owners of kinds keelson does not serve, and namespaced owners of cluster-scoped objects
+  (an invalid reference), are never treated as missing.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ class GarbageCollector(Controller):
                 vanished.add(ref["uid"])
             elif state == "waiting":
                 waiting.append(ref["uid"])
-            elif state == "present":
+            else:  # present, or unknown: an owner that cannot be checked keeps the object
                 solid.append(ref["uid"])
         if not vanished and not waiting:
             return
@@ -205,6 +206,8 @@ class GarbageCollector(Controller):
             owner_res = resource_for_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
         except KeyError:
             return "unknown"
+        if owner_res.namespaced and not namespace:
+            return "unknown"  # a cluster-scoped object cannot have a namespaced owner
         owner_namespace = namespace if owner_res.namespaced else None
         owner = None
         if owner_res in self.monitors:

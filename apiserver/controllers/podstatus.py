@@ -14,7 +14,7 @@ from datetime import datetime
 
 from apiclient.meta import parse_time
 
-__all__ = ["is_active", "is_available", "is_ready", "ready_since", "seconds_until_available"]
+__all__ = ["is_active", "is_ready", "ready_since", "seconds_until_available"]
 
 
 def is_active(pod: Mapping) -> bool:
@@ -59,6 +59,3 @@ def seconds_until_available(pod: Mapping, min_ready_seconds: int, now: datetime)
         return float(min_ready_seconds)
     return max(0.0, min_ready_seconds - (now - since).total_seconds())
 
-
-def is_available(pod: Mapping, min_ready_seconds: int, now: datetime) -> bool:
-    return seconds_until_available(pod, min_ready_seconds, now) == 0.0

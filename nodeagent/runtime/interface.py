@@ -27,6 +27,8 @@ LABEL_RESTART_COUNT = "io.keelson.restart-count"
 LABEL_TYPE = "io.keelson.type"
 # Which init/app list a container came from; lets status rebuild both lists from labels.
 LABEL_CONTAINER_KIND = "io.keelson.container.kind"
+# Hash of the container's spec: a running container whose spec changed is replaced.
+LABEL_CONTAINER_HASH = "io.keelson.container.hash"
 TYPE_SANDBOX = "sandbox"
 TYPE_CONTAINER = "container"
 KIND_INIT = "init"

@@ -526,3 +526,27 @@ async def test_readiness_probe_drives_ready_both_ways(node):
     node.runtime.exec_results[("sh", "-c", "check-ready")] = 1
     await eventually(lambda: ready() == "False")
     assert status(node, "shy")["containerStatuses"][0]["restartCount"] == 0
+
+
+async def test_changed_image_replaces_the_running_container(node):
+    node.runtime.images.add("localhost/keelson/busybox:2")
+    pod = submit(node, make_pod("upgrade", [container("c", "sleep", "1000")]))
+    uid = pod["metadata"]["uid"]
+    await eventually(lambda: status(node, "upgrade")["phase"] == "Running")
+
+    updated = {**node.pod("upgrade")}
+    updated["spec"] = {
+        **updated["spec"],
+        "containers": [container("c", "sleep", "1000", image="localhost/keelson/busybox:2")],
+    }
+    node.server.objects[(PODS, "default/upgrade")]["spec"] = updated["spec"]
+    node.workers.update_pod(updated)
+
+    await eventually(
+        lambda: (
+            [c.image for c in node.runtime.running(pod_uid=uid) if c.container_name == "c"]
+            == ["localhost/keelson/busybox:2"]
+        )
+    )
+    await eventually(lambda: status(node, "upgrade")["containerStatuses"][0]["restartCount"] == 1)
+    assert any("definition changed" in e["message"] for e in node.events("Killing"))
