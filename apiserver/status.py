@@ -112,20 +112,11 @@ def too_large(limit: int) -> StatusError:
                        f"Request entity too large: limit is {limit} bytes")
 
 
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-
-
 def unsupported_media_type(content_type: str) -> StatusError:
-    hint = ""
-    if content_type == PROTOBUF:
-        # kubectl's generators (create configmap/namespace/deployment, run, expose) send
-        # protobuf and do not fall back to JSON; say what works instead.
-        hint = ("; Kubernetes protobuf is not supported: write the object as YAML and use "
-                "`kubectl apply -f` or `kubectl create -f`")
     return StatusError(415, "UnsupportedMediaType",
                        f'the body of the request was in an unknown format - accepted media '
-                       f'types include: application/json, application/yaml '
-                       f'(got "{content_type}"){hint}')
+                       f'types include: application/json, application/yaml, '
+                       f'application/vnd.kubernetes.protobuf (got "{content_type}")')
 
 
 def not_acceptable(accept: str) -> StatusError:

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from apiclient.client import ApiClient
+from apiclient.errors import ApiError, ForbiddenError, TransportError, UnauthorizedError
 from apiclient.informer import Informer
 from apiclient.resources import PODS
 from nodeagent.api import PodApi
@@ -31,6 +32,7 @@ from nodeagent.metrics import AgentMetrics
 from nodeagent.network.bridge import DEFAULT_BRIDGE, BridgeNetwork
 from nodeagent.network.ipam import HostLocalIpam
 from nodeagent.network.manager import PodNetworkManager
+from nodeagent.network.netlink import NetworkError
 from nodeagent.node_status import NodeReporter, default_route_address
 from nodeagent.pleg import Pleg
 from nodeagent.pod_worker import NodeContext, PodWorkers
@@ -104,6 +106,23 @@ async def _start_metrics_server(
     return runner
 
 
+async def _register(reporter: NodeReporter) -> None:
+    """Register the Node, waiting for the API server (retry 200 ms doubling to 7 s)."""
+    delay = 0.2
+    while True:
+        try:
+            await reporter.register()
+            return
+        except (UnauthorizedError, ForbiddenError) as err:
+            raise AgentError(
+                f"the API server refused to register node {reporter.node_name}: {err}"
+            ) from err
+        except (ApiError, TransportError) as err:
+            log.warning("cannot register node yet, retrying in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 7.0)
+
+
 async def _running_sandboxes(runtime: ContainerRuntime) -> set[str]:
     return {
         c.id
@@ -125,83 +144,92 @@ async def run_agent(
     runtime = runtime or DockerRuntime(observer=metrics.observe_runtime_operation)
     data_dir = Path(options.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        runtime_version = await runtime.version()
-    except ContainerRuntimeError as err:
-        raise AgentError(f"cannot talk to the container runtime: {err}") from err
+    async with contextlib.AsyncExitStack() as stack:
+        # Every resource registers its own clean-up as soon as it exists; the stack runs all
+        # of them even when one fails, in reverse order, so nothing (a port, a task, a
+        # thread pool) outlives the agent.
+        stack.push_async_callback(runtime.close)
+        try:
+            runtime_version = await runtime.version()
+        except ContainerRuntimeError as err:
+            raise AgentError(f"cannot talk to the container runtime: {err}") from err
 
-    pleg: Pleg | None = None
+        pleg: Pleg | None = None
 
-    def healthy() -> bool:
-        return pleg is not None and pleg.healthy()
+        def healthy() -> bool:
+            return pleg is not None and pleg.healthy()
 
-    reporter = NodeReporter(
-        client,
-        node_name=node_name,
-        max_pods=options.max_pods,
-        kubelet_port=options.kubelet_port,
-        data_dir=options.data_dir,
-        runtime_version=lambda: runtime_version,
-        runtime_healthy=healthy,
-    )
-    await reporter.register()
-    pod_cidr = reporter.pod_cidr or options.pod_cidr
-    if not pod_cidr:
-        raise AgentError(
-            f"node {node_name} has no spec.podCIDR and no --pod-cidr was given; "
-            "pass --pod-cidr or enable node IPAM in the control plane"
+        reporter = NodeReporter(
+            client,
+            node_name=node_name,
+            max_pods=options.max_pods,
+            kubelet_port=options.kubelet_port,
+            data_dir=options.data_dir,
+            runtime_version=lambda: runtime_version,
+            runtime_healthy=healthy,
+        )
+        await _register(reporter)
+        pod_cidr = reporter.pod_cidr or options.pod_cidr
+        if not pod_cidr:
+            raise AgentError(
+                f"node {node_name} has no spec.podCIDR and no --pod-cidr was given; "
+                "pass --pod-cidr or enable node IPAM in the control plane"
+            )
+
+        bridge = BridgeNetwork(pod_cidr=pod_cidr, bridge=options.bridge_name)
+        try:
+            await asyncio.to_thread(bridge.ensure_bridge)
+        except NetworkError as err:
+            raise AgentError(f"cannot set up the pod bridge {options.bridge_name}: {err}") from err
+        network = PodNetworkManager(
+            bridge=bridge,
+            ipam=HostLocalIpam(data_dir, pod_cidr),
+            live_sandboxes=lambda: _running_sandboxes(runtime),
+        )
+        stack.push_async_callback(network.close)
+        await network.reconcile()
+
+        host_ip = await asyncio.to_thread(default_route_address)
+        api = PodApi(client, node_name=node_name)
+        stack.push_async_callback(api.close)
+        context = NodeContext(
+            runtime=runtime,
+            network=network,
+            api=api,
+            node_name=node_name,
+            host_ip=host_ip,
+            pod_infra_image=options.pod_infra_image,
+            data_dir=data_dir,
+            metrics=metrics,
+        )
+        workers = PodWorkers(context)
+        stack.push_async_callback(workers.stop)
+        informer = Informer(
+            client, PODS, field_selector=f"spec.nodeName={node_name}", name="agent-pods"
+        )
+        informer.add_handler(
+            on_add=workers.update_pod,
+            on_update=lambda _old, new: workers.update_pod(new),
+            on_delete=workers.remove_pod,
         )
 
-    bridge = BridgeNetwork(pod_cidr=pod_cidr, bridge=options.bridge_name)
-    await asyncio.to_thread(bridge.ensure_bridge)
-    network = PodNetworkManager(
-        bridge=bridge,
-        ipam=HostLocalIpam(data_dir, pod_cidr),
-        live_sandboxes=lambda: _running_sandboxes(runtime),
-    )
-    await network.reconcile()
+        def observe_relist(seconds: float, containers: list[ContainerSummary]) -> None:
+            metrics.observe_relist(seconds, containers, now=time.time())
 
-    host_ip = await asyncio.to_thread(default_route_address)
-    api = PodApi(client, node_name=node_name)
-    context = NodeContext(
-        runtime=runtime,
-        network=network,
-        api=api,
-        node_name=node_name,
-        host_ip=host_ip,
-        pod_infra_image=options.pod_infra_image,
-        data_dir=data_dir,
-        metrics=metrics,
-    )
-    workers = PodWorkers(context)
-    informer = Informer(
-        client, PODS, field_selector=f"spec.nodeName={node_name}", name="agent-pods"
-    )
-    informer.add_handler(
-        on_add=workers.update_pod,
-        on_update=lambda _old, new: workers.update_pod(new),
-        on_delete=workers.remove_pod,
-    )
-
-    def observe_relist(seconds: float, containers: list[ContainerSummary]) -> None:
-        metrics.observe_relist(seconds, containers, now=time.time())
-
-    pleg = Pleg(runtime, workers.wake, observe_relist=observe_relist)
-    # Every resource registers its own clean-up as soon as it exists; the stack runs all of
-    # them even when one fails, in reverse order, so nothing (a port, a task) outlives us.
-    async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(runtime.close)
-        stack.push_async_callback(api.close)
-        stack.push_async_callback(network.close)
-        stack.push_async_callback(workers.stop)
+        pleg = Pleg(runtime, workers.wake, observe_relist=observe_relist)
         stack.push_async_callback(informer.stop)
         informer.start()
         await informer.wait_synced()
         known = {pod["metadata"]["uid"] for pod in informer.store.list()}
         await workers.cleanup_orphans(known)
-        metrics_runner = await _start_metrics_server(
-            options.metrics_bind_address, metrics.registry, healthy
-        )
+        try:
+            metrics_runner = await _start_metrics_server(
+                options.metrics_bind_address, metrics.registry, healthy
+            )
+        except OSError as err:
+            raise AgentError(
+                f"cannot serve metrics on {options.metrics_bind_address}: {err.strerror}"
+            ) from err
         stack.push_async_callback(metrics_runner.cleanup)
         try:
             cert, key = await asyncio.to_thread(
@@ -212,15 +240,22 @@ async def run_agent(
             )
         except ServingCertError as err:
             raise AgentError(str(err)) from err
-        kubelet_runner = await start_kubelet_server(
-            build_app(runtime=runtime, pods=informer.store.list, healthy=healthy),
-            port=options.kubelet_port,
-            cert=cert,
-            key=key,
-        )
+        try:
+            kubelet_runner = await start_kubelet_server(
+                build_app(runtime=runtime, pods=informer.store.list, healthy=healthy),
+                port=options.kubelet_port,
+                cert=cert,
+                key=key,
+            )
+        except OSError as err:
+            raise AgentError(
+                f"cannot serve the kubelet API on port {options.kubelet_port}: {err.strerror}"
+            ) from err
         stack.push_async_callback(kubelet_runner.cleanup)
         log.info("node agent %s running (pod CIDR %s)", node_name, pod_cidr)
         async with asyncio.TaskGroup() as group:
             group.create_task(pleg.run(), name="pleg")
             group.create_task(reporter.run(), name="node-status")
-            group.create_task(run_gc(runtime), name="container-gc")
+            group.create_task(
+                run_gc(runtime, protected_images={options.pod_infra_image}), name="gc"
+            )

@@ -12,7 +12,6 @@ kubelet's hard eviction defaults: memory.available < 100Mi, nodefs.available < 1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import platform
@@ -343,11 +342,13 @@ class NodeReporter:
             done += 1
             try:
                 await self.renew_lease()
-                with contextlib.suppress(ApiError, TransportError, OSError):
+                try:
                     await self.report_status()
+                except (ApiError, TransportError, OSError) as err:
+                    log.warning("node status report failed; next try in 10s: %s", err)
                 delay = 0.2
                 await asyncio.sleep(LEASE_RENEW_SECONDS)
-            except (ApiError, TransportError) as err:
+            except (ApiError, TransportError, OSError) as err:
                 log.warning("lease renewal failed, retrying in %.1fs: %s", delay, err)
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))
                 delay = min(delay * 2, 7.0)

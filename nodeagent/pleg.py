@@ -129,6 +129,8 @@ class Pleg:
                     await self.relist()
                 except ContainerRuntimeError as err:
                     log.warning("PLEG relist failed: %s", err)
+                except Exception:  # keep relisting; a stale relist shows up as unhealthy
+                    log.exception("PLEG relist failed unexpectedly")
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._period):

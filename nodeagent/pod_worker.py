@@ -257,6 +257,9 @@ class PodWorker:
         except (ContainerRuntimeError, ApiError, TransportError, OSError) as err:
             log.warning("pod %s: %s failed, retrying: %s", self.key, kind, err)
             return RETRY_SECONDS
+        except Exception:  # a bug must stall one pod for a while, never kill its worker
+            log.exception("pod %s: unexpected error during %s; retrying", self.key, kind)
+            return RETRY_SECONDS * 5
         finally:
             self.ctx.metrics.pod_worker_duration.labels(operation_type=kind).observe(
                 time.monotonic() - started

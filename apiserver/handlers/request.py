@@ -17,11 +17,13 @@ import yaml
 from aiohttp import web
 
 from apiserver import status
+from apiserver.protobuf import ProtobufError, decode_object
 from apiserver.registry import Registry, ResourceType
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -130,7 +132,8 @@ def media_type(request: web.Request) -> str:
 
 
 def decode(body: bytes, content_type: str) -> Any:
-    """JSON or YAML into Python values, with kube-apiserver-like BadRequest messages."""
+    """JSON, YAML or Kubernetes protobuf into Python values, with kube-apiserver-like
+    BadRequest messages."""
     if not body.strip():
         raise status.bad_request("the request body is empty; an object is required")
     if content_type in (JSON, "*/*", "") or content_type.endswith("+json"):
@@ -138,6 +141,12 @@ def decode(body: bytes, content_type: str) -> Any:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise status.bad_request(f"the request body is not valid JSON: {exc}") from None
+    if content_type == PROTOBUF:
+        try:
+            return decode_object(body)
+        except ProtobufError as exc:
+            raise status.bad_request(f"the request body is not a valid Kubernetes protobuf "
+                                     f"object: {exc}") from None
     if content_type in ("application/yaml", "application/x-yaml", "text/yaml") \
             or content_type.endswith("+yaml"):
         try:
@@ -151,7 +160,8 @@ def decode(body: bytes, content_type: str) -> Any:
 async def read_object(request: web.Request) -> dict[str, Any]:
     """A request body that must be one object (create, update)."""
     content_type = media_type(request)
-    if content_type not in (JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*"):
+    if content_type not in (JSON, PROTOBUF, "application/yaml", "application/x-yaml",
+                            "text/yaml", "*/*"):
         raise status.unsupported_media_type(content_type)
     value = decode(await read_body(request), content_type)
     if not isinstance(value, dict):

@@ -37,6 +37,7 @@ from nodeagent.runtime.interface import (
     ContainerState,
     ContainerSummary,
     ExecResult,
+    ImageInfo,
     ImageNotFoundError,
     ImagePullError,
     RuntimeEvent,
@@ -290,6 +291,7 @@ class DockerRuntime:
                 labels=item.get("Labels") or {},
                 state=_state(item.get("State", "")),
                 created=float(item.get("Created", 0)),
+                image_id=item.get("ImageID", ""),
             )
             for item in raw
         ]
@@ -382,6 +384,25 @@ class DockerRuntime:
             raise ImagePullError(f"pulling {image} timed out") from err
         except ContainerRuntimeError as err:
             raise ImagePullError(f"pulling {image} failed: {err}") from err
+
+    async def list_images(self) -> list[ImageInfo]:
+        raw = await self._call("list_images", self._api.images)
+        return [
+            ImageInfo(
+                id=item["Id"], tags=tuple(item.get("RepoTags") or ()), size=int(item.get("Size", 0))
+            )
+            for item in raw
+        ]
+
+    async def remove_image(self, image_id: str) -> None:
+        # Never forced: Docker itself refuses to remove an image a container still uses.
+        await self._call(
+            "remove_image", lambda: self._api.remove_image(image_id), subject=image_id[:19]
+        )
+
+    async def all_container_image_ids(self) -> set[str]:
+        raw = await self._call("list_containers", lambda: self._api.containers(all=True))
+        return {item.get("ImageID", "") for item in raw}
 
     async def events(self) -> AsyncIterator[RuntimeEvent]:
         loop = asyncio.get_running_loop()

@@ -19,10 +19,12 @@ from nodeagent.runtime.interface import (
     ContainerCreateError,
     ContainerInfo,
     ContainerNotFoundError,
+    ContainerRuntimeError,
     ContainerStartError,
     ContainerState,
     ContainerSummary,
     ExecResult,
+    ImageInfo,
     ImageNotFoundError,
     ImagePullError,
     RuntimeEvent,
@@ -55,6 +57,7 @@ class FakeRuntime:
         # Exec results by command tuple; anything else exits 0.
         self.exec_results: dict[tuple[str, ...], int] = {}
         self.logs: dict[str, bytes] = {}
+        self.image_sizes: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._pids = itertools.count(1000)
         self._events: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
@@ -184,7 +187,9 @@ class FakeRuntime:
     ) -> list[ContainerSummary]:
         wanted = dict(labels or {})
         return [
-            ContainerSummary(c.info.id, dict(c.info.labels), c.info.state, c.created)
+            ContainerSummary(
+                c.info.id, dict(c.info.labels), c.info.state, c.created, c.info.image_id
+            )
             for c in self.containers.values()
             if c.info.pod_uid and all(c.info.labels.get(k) == v for k, v in wanted.items())
         ]
@@ -222,6 +227,21 @@ class FakeRuntime:
         if image not in self.pullable:
             raise ImagePullError(f"pulling {image} failed: not found")
         self.images.add(image)
+
+    async def list_images(self) -> list[ImageInfo]:
+        return [
+            ImageInfo(f"sha256:{name}", (name,), self.image_sizes.get(name, 1))
+            for name in sorted(self.images)
+        ]
+
+    async def remove_image(self, image_id: str) -> None:
+        name = image_id.removeprefix("sha256:")
+        if image_id in await self.all_container_image_ids():
+            raise ContainerRuntimeError(f"image {name} is in use")
+        self.images.discard(name)
+
+    async def all_container_image_ids(self) -> set[str]:
+        return {c.info.image_id for c in self.containers.values()}
 
     async def events(self) -> AsyncIterator[RuntimeEvent]:
         while True:

@@ -82,6 +82,7 @@ class ContainerSummary:
     labels: Mapping[str, str]
     state: ContainerState
     created: float  # unix seconds
+    image_id: str = ""
 
     @property
     def pod_uid(self) -> str:
@@ -124,6 +125,13 @@ class ContainerInfo:
             return int(self.labels.get(LABEL_RESTART_COUNT, "0"))
         except ValueError:
             return 0
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    size: int  # bytes
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,16 @@ class ContainerRuntime(Protocol):
     async def image_id(self, image: str) -> str: ...
 
     async def pull_image(self, image: str) -> None: ...
+
+    async def list_images(self) -> list[ImageInfo]: ...
+
+    async def remove_image(self, image_id: str) -> None:
+        """Remove an unused image; an image still used by any container is refused."""
+        ...
+
+    async def all_container_image_ids(self) -> set[str]:
+        """Images used by any container on the host, keelson's or not."""
+        ...
 
     def events(self) -> AsyncIterator[RuntimeEvent]:
         """Container events for keelson-labelled objects until the stream breaks."""

@@ -258,3 +258,22 @@ def test_gc_keeps_current_and_previous_instance_and_never_running_ones():
         summary("other", 0, X, uid="v"),
     ]
     assert sorted(select_garbage(containers)) == ["c0", "c1", "s1"]
+
+
+async def test_image_gc_frees_space_from_unused_images_only_above_threshold():
+    from nodeagent.gc import DiskUsage, collect_images
+    from nodeagent.runtime.fake import FakeRuntime
+    from nodeagent.runtime.interface import LABEL_POD_UID, LABEL_TYPE, SandboxConfig
+
+    pause, used, big, small = "kt/pause:1", "kt/used:1", "kt/big:1", "kt/small:1"
+    runtime = FakeRuntime(images={pause, used, big, small})
+    runtime.image_sizes = {pause: 500, used: 500, big: 300, small: 100}
+    await runtime.run_sandbox(SandboxConfig("s", used, {LABEL_POD_UID: "u", LABEL_TYPE: "s"}, "h"))
+
+    calm = DiskUsage(total=10_000, used=8_000, percent=80.0)
+    assert await collect_images(runtime, protected={pause}, usage=calm) == []
+    full = DiskUsage(total=10_000, used=8_700, percent=87.0)  # 700 bytes over the 80 % mark
+    removed = await collect_images(runtime, protected={pause}, usage=full)
+
+    assert removed == ["sha256:kt/big:1", "sha256:kt/small:1"]
+    assert runtime.images == {pause, used}

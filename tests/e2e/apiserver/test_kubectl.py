@@ -311,20 +311,27 @@ items:
     assert applied.splitlines() == ["configmap/kt-l1 created", "configmap/kt-l2 created"]
 
 
-@pytest.mark.xfail(strict=True, reason="kubectl's generators (create configmap/namespace/"
-                   "deployment) send application/vnd.kubernetes.protobuf bodies and do not "
-                   "fall back to JSON on 415; the apiserver decodes only JSON/YAML bodies "
-                   "(apiserver/handlers/request.py): needs a Kubernetes protobuf decoder")
-def test_kubectl_create_generator(apiserver: ApiServer, namespace: str) -> None:
-    created = apiserver.kubectl("create", "-n", namespace, "configmap", "kt-generated",
-                                "--from-literal=a=1", check=False)
-    assert created.returncode == 0, created.stderr
-
-
-def test_kubectl_create_generator_refusal_says_what_works(apiserver: ApiServer,
-                                                         namespace: str) -> None:
-    refused = apiserver.kubectl("create", "-n", namespace, "namespace", "kt-generated",
-                                check=False)
-    assert refused.returncode != 0
-    assert "UnsupportedMediaType" in refused.stderr
-    assert "`kubectl apply -f`" in refused.stderr
+def test_kubectl_create_generators_send_protobuf_and_work(apiserver: ApiServer,
+                                                          namespace: str) -> None:
+    """kubectl's typed commands send application/vnd.kubernetes.protobuf bodies."""
+    ns = f"{namespace}-gen"
+    apiserver.kubectl("create", "namespace", ns)
+    apiserver.kubectl("create", "-n", ns, "configmap", "kt-generated", "--from-literal=a=1")
+    apiserver.kubectl("create", "-n", ns, "deployment", "kt-dep", "--image",
+                      "localhost/keelson/busybox:1", "--replicas", "2", "--port", "80")
+    apiserver.kubectl("create", "-n", ns, "service", "nodeport", "kt-np", "--tcp=80:8080")
+    apiserver.kubectl("expose", "-n", ns, "deployment", "kt-dep", "--port", "81",
+                      "--name", "kt-exposed")
+    cm = json.loads(apiserver.kubectl("get", "-n", ns, "cm", "kt-generated", "-o", "json").stdout)
+    assert cm["data"] == {"a": "1"}
+    dep = json.loads(apiserver.kubectl("get", "-n", ns, "deploy", "kt-dep", "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 80, "protocol": "TCP"}]
+    svc = json.loads(apiserver.kubectl("get", "-n", ns, "svc", "kt-np", "-o", "json").stdout)
+    assert svc["spec"]["type"] == "NodePort"
+    assert 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
+    exposed = json.loads(apiserver.kubectl("get", "-n", ns, "svc", "kt-exposed",
+                                           "-o", "json").stdout)
+    assert exposed["spec"]["selector"] == {"app": "kt-dep"}
+    apiserver.kubectl("delete", "namespace", ns)

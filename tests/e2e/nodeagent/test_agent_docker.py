@@ -143,7 +143,8 @@ async def cluster(tmp_path) -> AsyncIterator[Cluster]:
             kubeconfig="",
             node_name=node,
             data_dir=str(tmp_path / "agent"),
-            pod_cidr="10.251.3.0/24",
+            # a subnet of its own, so a bridge leaked by a crashed run cannot shadow this one
+            pod_cidr=f"10.251.{secrets.randbelow(200) + 10}.0/24",
             kubelet_port=free_port(),
             bridge_name=bridge,
             metrics_bind_address="127.0.0.1:0",
@@ -152,16 +153,18 @@ async def cluster(tmp_path) -> AsyncIterator[Cluster]:
         try:
             yield env
         finally:
-            if env.agent is not None:
-                await env.stop_agent()
-            await client.close()
-            api = docker.APIClient(version="1.41")
-            for uid in env.uids:
-                for cid in docker_ids(uid):
-                    api.remove_container(cid, force=True, v=True)
-            api.close()
-            for link in [bridge, *(host_veth_name(uid) for uid in env.uids)]:
-                await asyncio.to_thread(netlink.delete_link, link)
+            try:
+                if env.agent is not None:
+                    await env.stop_agent()  # re-raises an agent crash, after clean-up
+            finally:
+                await client.close()
+                api = docker.APIClient(version="1.41")
+                for uid in env.uids:
+                    for cid in docker_ids(uid):
+                        api.remove_container(cid, force=True, v=True)
+                api.close()
+                for link in [bridge, *(host_veth_name(uid) for uid in env.uids)]:
+                    await asyncio.to_thread(netlink.delete_link, link)
 
 
 async def test_pod_runs_reachable_from_host_and_containers_share_localhost(cluster):
@@ -185,7 +188,7 @@ async def test_pod_runs_reachable_from_host_and_containers_share_localhost(clust
     await eventually(lambda: cluster.phase("web") == "Running")
     status = cluster.pod("web")["status"]
     ip = status["podIP"]
-    assert ip.startswith("10.251.3.")
+    assert ip.startswith(cluster.options.pod_cidr.removesuffix("0/24"))
     assert all(s["containerID"].startswith("docker://") for s in status["containerStatuses"])
     assert "hello-from-web" in await asyncio.to_thread(fetch, ip, 8080)
     node = cluster.server.objects[(NODES, cluster.node)]
@@ -239,7 +242,7 @@ async def test_graceful_termination_then_nothing_left(cluster, tmp_path):
     assert 1.5 < took < 10  # the stubborn one was killed after the 2 s grace period
     assert docker_ids(uid) == set()
     assert host_veth_name(uid) not in await asyncio.to_thread(netlink.list_links)
-    ipam_dir = Path(cluster.options.data_dir) / "ipam" / "10.251.3.0_24"
+    ipam_dir = Path(cluster.options.data_dir) / "ipam" / cluster.options.pod_cidr.replace("/", "_")
     assert [p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()] == []
 
 

@@ -185,3 +185,14 @@ async def test_events_report_container_start_and_death(runtime, pod_uid):
     assert (sandbox, "start") in seen
     assert (container, "start") in seen
     assert (container, "die") in seen
+
+
+async def test_images_listing_and_in_use_detection(runtime, pod_uid):
+    sandbox = await _sandbox(runtime, pod_uid)
+
+    images = {tag: image for image in await runtime.list_images() for tag in image.tags}
+    in_use = await runtime.all_container_image_ids()
+
+    assert images[PAUSE].size > 0 and images[BUSYBOX].size > 0
+    assert images[PAUSE].id in in_use
+    assert (await runtime.inspect_container(sandbox)).image_id == images[PAUSE].id
