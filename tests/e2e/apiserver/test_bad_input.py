@@ -40,8 +40,8 @@ def assert_nothing_stored(server: ApiServer, namespace: str) -> None:
      "BadRequest"),
     (b'{"metadata": {"name": "kt-bad"}, "dataa": {}}', "application/json", 400, "BadRequest"),
     (b'{"metadata": {"name": "kt-bad"}}', "text/plain", 415, "UnsupportedMediaType"),
-    (b'{"metadata": {"name": "kt-bad"}}', "application/vnd.kubernetes.protobuf", 415,
-     "UnsupportedMediaType"),
+    (b'{"metadata": {"name": "kt-bad"}}', "application/vnd.kubernetes.protobuf", 400,
+     "BadRequest"),
     (b"", "application/json", 400, "BadRequest"),
 ], ids=["malformed-json", "malformed-yaml", "not-an-object", "wrong-type-data",
         "wrong-type-labels", "unknown-field-strict", "text-plain", "protobuf", "empty"])
