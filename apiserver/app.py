@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ class APIServer:
         self.kubelet: KubeletClient | None = None
         self.ready = False
         self.kubeconfig: Path | None = None
+        self.pki: pki_mod.PKI | None = None
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -182,7 +184,7 @@ class APIServer:
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         addresses = pki_mod.node_addresses()
         first_service_ip = str(next(ipaddress.ip_network(opts.service_cluster_ip_range).hosts()))
-        pki = await asyncio.to_thread(
+        self.pki = pki = await asyncio.to_thread(
             pki_mod.ensure_pki, opts.data_dir,
             hostnames=[socket.gethostname().lower(), *opts.extra_sans],
             ips=[*addresses, first_service_ip])
@@ -346,18 +348,38 @@ class APIServer:
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def run_apiserver(options: APIServerOptions, *, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set (SIGTERM/SIGINT), then shut down cleanly."""
+@contextlib.asynccontextmanager
+async def serving(options: APIServerOptions) -> AsyncIterator[APIServer]:
+    """A started apiserver (with its controllers unless disabled), stopped on exit."""
     server = APIServer(options)
     await server.start()
-    print(f"keelson apiserver ready: https://{options.bind_address}:{options.secure_port} "
-          f"(kubeconfig: {server.kubeconfig})", flush=True)
-    if not options.disable_controllers:
-        from apiserver.controllers import start_controllers
-
-        for task in start_controllers(server):
-            server.add_background(task)
     try:
-        await stop.wait()
+        if not options.disable_controllers:
+            from apiserver.controllers import start_controllers
+
+            for task in start_controllers(server):
+                server.add_background(task)
+        yield server
     finally:
         await server.stop()
+
+
+async def run_apiserver(options: APIServerOptions, *, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set (SIGTERM/SIGINT), then shut down cleanly."""
+    async with serving(options) as server:
+        print(f"keelson apiserver ready: https://{options.bind_address}:{options.secure_port} "
+              f"(kubeconfig: {server.kubeconfig})", flush=True)
+        await stop.wait()
+
+
+def write_node_kubeconfig(server: APIServer, node_name: str) -> Path:
+    """A kubeconfig for a node agent on this machine: its own client certificate
+    (CN ``system:node:<name>``, group ``system:nodes``), like a kubelet's."""
+    assert server.pki is not None
+    cert, key = pki_mod.issue_client_cert(server.pki, common_name=f"system:node:{node_name}",
+                                          groups=["system:nodes"])
+    path = server.options.data_dir / "agent.kubeconfig"
+    pki_mod.write_kubeconfig(path, server=f"https://127.0.0.1:{server.options.secure_port}",
+                             ca_pem=server.pki.ca_cert.read_bytes(), cert_pem=cert, key_pem=key,
+                             user=f"system:node:{node_name}")
+    return path

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--pod-infra-image", default="localhost/keelson/pause:1")
     agent.add_argument("--pod-cidr", default=None)
     agent.add_argument("--max-pods", type=int, default=110)
+    agent.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                       help="the cluster's pod network (for the proxy's masquerade rules)")
 
     proxy = commands.add_parser("proxy", help="run the service proxy alone")
     proxy.add_argument("--kubeconfig", type=Path, default=None)
@@ -182,8 +184,95 @@ async def _until(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
         raise task.exception()  # type: ignore[misc]
 
 
-def _unavailable(what: str) -> NoReturn:
-    raise RuntimeError(f"{what} is not available in this build yet")
+def _agent_options(args: argparse.Namespace, *, kubeconfig: Path, data_dir: Path) -> Any:
+    from nodeagent.agent import AgentOptions
+
+    return AgentOptions(
+        kubeconfig=str(kubeconfig), node_name=args.node_name or "", data_dir=str(data_dir),
+        proxy_mode=args.proxy_mode, kubelet_port=args.kubelet_port,
+        metrics_bind_address=args.metrics_bind_address,
+        healthz_bind_address=args.healthz_bind_address,
+        pod_infra_image=args.pod_infra_image, pod_cidr=args.pod_cidr, max_pods=args.max_pods)
+
+
+def _node_daemon(args: argparse.Namespace, client: Any, *, kubeconfig: Path, data_dir: Path
+                 ) -> list[Awaitable[None]]:
+    """The kubelet loop and (unless --proxy-mode none) the service proxy, sharing one API
+    client and one metrics registry, so /metrics serves kubelet_* and kubeproxy_*."""
+    from prometheus_client import CollectorRegistry
+
+    from nodeagent.agent import run_agent
+    from proxy import ProxyOptions, run_proxy
+
+    registry = CollectorRegistry()
+    options = _agent_options(args, kubeconfig=kubeconfig, data_dir=data_dir)
+    loops: list[Awaitable[None]] = [run_agent(options, client, registry=registry)]
+    if args.proxy_mode != "none":
+        try:
+            proxy_options = ProxyOptions(
+                mode=args.proxy_mode, cluster_cidr=args.cluster_cidr,
+                node_name=options.resolved_node_name,
+                healthz_bind_address=args.healthz_bind_address, metrics_bind_address="")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        loops.append(run_proxy(proxy_options, client, registry=registry))
+    return loops
+
+
+def _cmd_agent(args: argparse.Namespace) -> None:
+    client = _client(args.kubeconfig)
+    loops = _node_daemon(args, client, kubeconfig=args.kubeconfig, data_dir=args.data_dir)
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            await _until(stop, asyncio.create_task(_all(loops)))
+        finally:
+            await client.close()
+
+    _run(main)
+
+
+async def _all(loops: list[Awaitable[None]]) -> None:
+    """Run loops together; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _cmd_up(args: argparse.Namespace) -> None:
+    from apiclient.client import ApiClient
+    from apiserver.app import APIServerOptions, serving, write_node_kubeconfig
+
+    node_name = _default_node_name()
+    agent_args = build_parser().parse_args(["agent", "--kubeconfig", "unused"])
+    agent_args.node_name = node_name
+
+    async def main(stop: asyncio.Event) -> None:
+        options = APIServerOptions(data_dir=args.data_dir, secure_port=args.secure_port)
+        print(f"[up] starting the apiserver on :{args.secure_port} (data: {args.data_dir})",
+              flush=True)
+        async with serving(options) as server:
+            print("[up] apiserver ready; scheduler and controllers running", flush=True)
+            kubeconfig = write_node_kubeconfig(server, node_name)
+            client = ApiClient.from_kubeconfig(kubeconfig)
+            try:
+                loops = _node_daemon(agent_args, client, kubeconfig=kubeconfig,
+                                     data_dir=args.data_dir / "agent")
+                daemon = asyncio.create_task(_all(loops))
+                print(f"[up] node agent and service proxy starting for node {node_name}",
+                      flush=True)
+                print(f"[up] ready. export KUBECONFIG={server.kubeconfig}; "
+                      f"kubectl get nodes,pods -A", flush=True)
+                await _until(stop, daemon)
+            finally:
+                await client.close()
+        print("[up] stopped (pods keep running; the next `keelson up` adopts them)", flush=True)
+
+    _run(main)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,8 +287,10 @@ def main(argv: list[str] | None = None) -> None:
             _cmd_apiserver(args)
         elif args.command == "proxy":
             _cmd_proxy(args)
+        elif args.command == "agent":
+            _cmd_agent(args)
         else:
-            _unavailable(f"`keelson {args.command}`")
+            _cmd_up(args)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # one line for the user; details are in the log above

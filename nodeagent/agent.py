@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from apiclient.client import ApiClient
 from apiclient.errors import ApiError, ForbiddenError, TransportError, UnauthorizedError
 from apiclient.informer import Informer
-from apiclient.resources import PODS
+from apiclient.resources import NODES, PODS
 from nodeagent.api import PodApi
 from nodeagent.gc import run_gc
 from nodeagent.metrics import AgentMetrics
@@ -123,6 +123,34 @@ async def _register(reporter: NodeReporter) -> None:
             delay = min(delay * 2, 7.0)
 
 
+POD_CIDR_WAIT_SECONDS = 60.0
+
+
+async def _wait_for_pod_cidr(client: ApiClient, node_name: str, node: dict | None) -> str:
+    """Like kubelet: a freshly registered node waits for node IPAM to assign its pod
+    CIDR, by watching its own Node object from the version it registered."""
+    log.info("waiting for the control plane to assign node %s a pod CIDR", node_name)
+    rv = ((node or {}).get("metadata") or {}).get("resourceVersion")
+    deadline = asyncio.get_running_loop().time() + POD_CIDR_WAIT_SECONDS
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            async for event in client.watch(NODES, field_selector=f"metadata.name={node_name}",
+                                            resource_version=rv,
+                                            timeout_seconds=max(1, int(remaining))):
+                cidr = ((event.object.get("spec") or {}).get("podCIDR"))
+                if cidr:
+                    return cidr
+                rv = (event.object.get("metadata") or {}).get("resourceVersion", rv)
+        except (ApiError, TransportError) as err:
+            log.warning("watching node %s for its pod CIDR: %s", node_name, err)
+            await asyncio.sleep(1.0)
+            rv = None
+    raise AgentError(
+        f"node {node_name} has no spec.podCIDR after {POD_CIDR_WAIT_SECONDS:.0f}s and no "
+        "--pod-cidr was given; pass --pod-cidr or enable node IPAM in the control plane"
+    )
+
+
 async def _running_sandboxes(runtime: ContainerRuntime) -> set[str]:
     return {
         c.id
@@ -169,12 +197,8 @@ async def run_agent(
             runtime_healthy=healthy,
         )
         await _register(reporter)
-        pod_cidr = reporter.pod_cidr or options.pod_cidr
-        if not pod_cidr:
-            raise AgentError(
-                f"node {node_name} has no spec.podCIDR and no --pod-cidr was given; "
-                "pass --pod-cidr or enable node IPAM in the control plane"
-            )
+        pod_cidr = options.pod_cidr or reporter.pod_cidr or await _wait_for_pod_cidr(
+            client, node_name, reporter.node)
 
         bridge = BridgeNetwork(pod_cidr=pod_cidr, bridge=options.bridge_name)
         try:

@@ -794,11 +794,6 @@ class PodWorkers:
             log.info("removed containers of pod %s, which no longer exists", uid)
         return orphans
 
-    async def wait_idle(self) -> None:
-        """Wait for terminating workers to finish (used by tests and shutdown of deletes)."""
-        tasks = [w.task for w in self.workers.values() if w.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
-
     async def stop(self) -> None:
         """Cancel every worker; pods keep running (kubelet leaves them on shutdown)."""
         tasks = [w.task for w in self.workers.values() if w.task is not None]

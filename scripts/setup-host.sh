@@ -13,7 +13,7 @@ cd "$repo"
 log() { printf '[setup] %s\n' "$*"; }
 
 # --- Debian packages ----------------------------------------------------------------
-packages=(docker.io iptables nftables conntrack iproute2 busybox-static curl
+packages=(docker.io iptables nftables conntrack iproute2 busybox-static curl openssl
           ca-certificates procps kmod python3-venv etcd-server etcd-client prometheus)
 missing=()
 for p in "${packages[@]}"; do
@@ -39,8 +39,15 @@ fi
 stamp=.venv/.keelson-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing keelson and its test extras into .venv"
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    piplog=$(mktemp)
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test]'; } \
+            >"$piplog" 2>&1; then
+        cat "$piplog" >&2
+        rm -f "$piplog"
+        echo "setup: pip install failed (output above)" >&2
+        exit 1
+    fi
+    rm -f "$piplog"
     touch "$stamp"
 fi
 
