@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from .conftest import PYTHON, Cluster, running_containers, wait_for
+from .conftest import KUBECTL, PYTHON, Cluster, running_containers, wait_for
 
 APP = "web"
 
