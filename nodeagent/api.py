@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from apiclient.client import ApiClient
-from apiclient.errors import ApiError, NotFoundError, TransportError
-from apiclient.meta import utc_now
-from apiclient.resources import CONFIGMAPS, EVENTS, PODS
+from apiclient.errors import NotFoundError
+from apiclient.events import EventRecorder
+from apiclient.resources import CONFIGMAPS, PODS
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ class PodApi:
         self.client = client
         self.node_name = node_name
         self._tasks: set[asyncio.Task] = set()
-        self._events: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._events = EventRecorder(client, component="kubelet", host=node_name)
 
     async def patch_status(self, pod: Mapping[str, Any], status: Mapping[str, Any]) -> dict:
         meta = pod["metadata"]
@@ -63,57 +62,13 @@ class PodApi:
         self, pod: Mapping[str, Any], event_type: str, reason: str, message: str
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._record(pod, event_type, reason, message)
+            self._events.record(pod, event_type, reason, message)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _record(
-        self, pod: Mapping[str, Any], event_type: str, reason: str, message: str
-    ) -> None:
-        meta = pod["metadata"]
-        key = (meta["uid"], reason, message)
-        now = utc_now()
-        try:
-            previous = self._events.get(key)
-            if previous is not None:
-                body = {**previous, "count": previous.get("count", 1) + 1, "lastTimestamp": now}
-                self._events[key] = await self.client.replace(
-                    EVENTS, body, namespace=meta["namespace"]
-                )
-                return
-            body = {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {
-                    "name": f"{meta['name']}.{secrets.token_hex(8)}",
-                    "namespace": meta["namespace"],
-                },
-                "involvedObject": {
-                    "kind": "Pod",
-                    "apiVersion": "v1",
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
-                },
-                "type": event_type,
-                "reason": reason,
-                "message": message,
-                "source": {"component": "kubelet", "host": self.node_name},
-                "reportingComponent": "kubelet",
-                "reportingInstance": self.node_name,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            }
-            self._events[key] = await self.client.create(EVENTS, body, namespace=meta["namespace"])
-        except (ApiError, TransportError) as err:
-            self._events.pop(key, None)
-            log.info("could not record event %s for pod %s: %s", reason, meta["name"], err)
-
     def forget_pod(self, pod_uid: str) -> None:
-        for key in [k for k in self._events if k[0] == pod_uid]:
-            del self._events[key]
+        self._events.forget(pod_uid)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -20,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from apiclient.client import ApiClient
 from apiclient.errors import ApiError, NotFoundError, TransportError
+from apiclient.events import EventRecorder
 from apiclient.meta import object_key, split_key, utc_now
-from apiclient.resources import EVENTS, NODES, PODS
+from apiclient.resources import NODES, PODS
 from apiserver.controllers.base import Controller, SharedInformers
 
 from .cache import NodeInfo, PodInfo, SchedulerCache, is_terminal
@@ -80,6 +80,7 @@ class Scheduler(Controller):
                  unschedulable_retry_seconds: float = 60.0) -> None:
         super().__init__(client, informers)
         self.scheduler_name = scheduler_name
+        self._events = EventRecorder(client, component=scheduler_name)
         self.cache = SchedulerCache()
         self.unschedulable: set[str] = set()
         self._retry_seconds = unschedulable_retry_seconds
@@ -210,23 +211,7 @@ class Scheduler(Controller):
 
     async def _record_event(self, pod: Obj, event_type: str, reason: str, message: str
                             ) -> None:
-        metadata = pod["metadata"]
-        now = utc_now()
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{metadata['name']}.{secrets.token_hex(8)}",
-                         "namespace": metadata["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": metadata["name"],
-                               "namespace": metadata["namespace"], "uid": metadata.get("uid")},
-            "type": event_type, "reason": reason, "message": message,
-            "source": {"component": self.scheduler_name},
-            "reportingComponent": self.scheduler_name,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        try:
-            await self.client.create(EVENTS, event, namespace=metadata["namespace"])
-        except (ApiError, TransportError) as error:  # an event is best effort
-            log.info("could not record %s event for %s: %s", reason, object_key(pod), error)
+        await self._events.record(pod, event_type, reason, message)
 
     # --- running ---------------------------------------------------------------------
 

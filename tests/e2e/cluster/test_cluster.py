@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from .conftest import KUBECTL, PYTHON, Cluster, running_containers, wait_for
+from .conftest import PYTHON, Cluster, running_containers, wait_for
 
 APP = "web"
 
@@ -21,7 +21,9 @@ APP = "web"
 def manifest(*, replicas: int = 3, version: str = "1") -> str:
     """A busybox httpd Deployment whose page names the pod and its version, and a Service.
 
-    The readiness probe keeps a new pod out of the Service until httpd answers; the preStop
+    The shell stops httpd at once on SIGTERM (httpd as PID 1 would ignore it and wait for
+    the grace period's SIGKILL), so termination is as abrupt as a real server's. The
+    readiness probe keeps a new pod out of the Service until httpd answers; the preStop
     sleep keeps a terminating pod serving while the proxy moves traffic away (the same
     advice Kubernetes gives for zero-downtime rollouts).
     """
@@ -42,8 +44,9 @@ def manifest(*, replicas: int = 3, version: str = "1") -> str:
                         "imagePullPolicy": "Never",
                         "env": [{"name": "VERSION", "value": version}],
                         "command": ["sh", "-c"],
-                        "args": ['mkdir -p /www && echo "$(hostname) v$VERSION" '
-                                 '> /www/index.html && exec httpd -f -p 8080 -h /www'],
+                        "args": ['mkdir -p /www && echo "$(hostname) v$VERSION" > /www/index.html'
+                                 ' && httpd -f -p 8080 -h /www & trap "kill $!; exit 0" TERM;'
+                                 ' wait'],
                         "ports": [{"name": "http", "containerPort": 8080}],
                         "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
                                            "periodSeconds": 1},
@@ -167,7 +170,10 @@ print(json.dumps({"ok": ok, "failures": failures, "versions": versions}))
 def test_rolling_update_loses_no_request_and_undo_restores(
         cluster: Cluster, namespace: str) -> None:
     ip = deploy(cluster, namespace)
-    wait_scaled(cluster, namespace, 3)
+    pods = wait_scaled(cluster, namespace, 3)
+    # Ready in the API is not yet programmed in the proxy (it syncs at most once a second):
+    # start counting only once the Service answers from every pod.
+    assert answering_pods(cluster, ip, expected=pods) == pods
     loop = cluster.popen(str(PYTHON), "-c", CURL_LOOP, f"http://{ip}/")
     try:
         time.sleep(1)
