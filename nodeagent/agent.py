@@ -270,6 +270,7 @@ async def run_agent(
                 port=options.kubelet_port,
                 cert=cert,
                 key=key,
+                client_ca=client.config.ca_data,
             )
         except OSError as err:
             raise AgentError(

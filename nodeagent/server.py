@@ -157,10 +157,25 @@ def build_app(
 
 
 async def start_kubelet_server(
-    app: web.Application, *, port: int, cert: Path, key: Path, host: str = "0.0.0.0"
+    app: web.Application,
+    *,
+    port: int,
+    cert: Path,
+    key: Path,
+    client_ca: bytes | None = None,
+    host: str = "0.0.0.0",
 ) -> web.AppRunner:
+    """Serve the kubelet API over HTTPS.
+
+    With ``client_ca`` (the cluster CA from the agent's kubeconfig) every request must
+    present a client certificate signed by it, like kubelet's ``--client-ca-file``: the
+    apiserver's log proxy does, anonymous callers cannot read pods or logs.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=context).start()

@@ -193,7 +193,9 @@ async def test_pod_runs_reachable_from_host_and_containers_share_localhost(clust
     assert "hello-from-web" in await asyncio.to_thread(fetch, ip, 8080)
     node = cluster.server.objects[(NODES, cluster.node)]
     assert {c["type"] for c in node["status"]["conditions"]} >= {"Ready", "MemoryPressure"}
-    assert (LEASES, f"kube-node-lease/{cluster.node}") in cluster.server.objects
+    # the Lease is renewed by the node-status loop, asynchronously to the pods
+    await eventually(lambda: (LEASES, f"kube-node-lease/{cluster.node}") in cluster.server.objects,
+                     timeout=15)
 
     assert await kubelet_get(cluster, "/healthz") == (200, "ok")
     code, pods = await kubelet_get(cluster, "/pods")
