@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,18 @@ async def _register(reporter: NodeReporter) -> None:
 POD_CIDR_WAIT_SECONDS = 60.0
 
 
+def agent_id(data_dir: Path) -> str:
+    """This agent's identity on the container runtime, kept in its data dir so a restarted
+    agent adopts exactly the containers it made (and never another agent's)."""
+    path = data_dir / "agent-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        new_id = uuid.uuid4().hex[:16]
+        path.write_text(new_id + "\n")
+        return new_id
+
+
 async def _wait_for_pod_cidr(client: ApiClient, node_name: str, node: dict | None) -> str:
     """Like kubelet: a freshly registered node waits for node IPAM to assign its pod
     CIDR, by watching its own Node object from the version it registered."""
@@ -169,9 +182,10 @@ async def run_agent(
     """Run the node agent until cancelled; on cancel pods keep running."""
     node_name = options.resolved_node_name
     metrics = AgentMetrics(registry if registry is not None else CollectorRegistry())
-    runtime = runtime or DockerRuntime(observer=metrics.observe_runtime_operation)
     data_dir = Path(options.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = runtime or DockerRuntime(observer=metrics.observe_runtime_operation,
+                                       owner=agent_id(data_dir))
     async with contextlib.AsyncExitStack() as stack:
         # Every resource registers its own clean-up as soon as it exists; the stack runs all
         # of them even when one fails, in reverse order, so nothing (a port, a task, a

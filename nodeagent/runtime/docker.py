@@ -27,6 +27,7 @@ from docker.types import LogConfig
 from docker.utils import parse_repository_tag
 
 from nodeagent.runtime.interface import (
+    LABEL_AGENT,
     LABEL_POD_UID,
     ContainerConfig,
     ContainerCreateError,
@@ -79,10 +80,6 @@ def _inspected_state(state: Mapping[str, object]) -> ContainerState:
     return _state(str(state.get("Status", "")))
 
 
-def _label_filter(labels: Mapping[str, str] | None) -> list[str]:
-    filters = [LABEL_POD_UID]
-    filters += [f"{key}={value}" for key, value in (labels or {}).items()]
-    return filters
 
 
 class DockerRuntime:
@@ -96,12 +93,26 @@ class DockerRuntime:
         pull_timeout: float = 300.0,
         max_workers: int = 16,
         observer: OperationObserver | None = None,
+        owner: str | None = None,
     ) -> None:
+        """``owner`` (the agent's id) is put on every container this runtime creates, and
+        every listing and event stream is limited to it; ``None`` sees all keelson pods."""
+        self._owner = owner
         self._timeout = timeout
         self._pull_timeout = pull_timeout
         self._api = self._connect(base_url, timeout, max_workers)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="docker")
         self._observer = observer
+
+    def _label_filter(self, labels: Mapping[str, str] | None = None) -> list[str]:
+        filters = [LABEL_POD_UID]
+        if self._owner:
+            filters.append(f"{LABEL_AGENT}={self._owner}")
+        filters += [f"{key}={value}" for key, value in (labels or {}).items()]
+        return filters
+
+    def _labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        return {**labels, LABEL_AGENT: self._owner} if self._owner else dict(labels)
 
     @staticmethod
     def _connect(base_url: str, timeout: float, max_workers: int) -> docker.APIClient:
@@ -163,7 +174,7 @@ class DockerRuntime:
                     config.image,
                     name=config.name,
                     hostname=config.hostname,
-                    labels=dict(config.labels),
+                    labels=self._labels(config.labels),
                     host_config=host_config,
                 ),
                 subject=config.name,
@@ -205,7 +216,7 @@ class DockerRuntime:
                     environment=dict(config.env),
                     working_dir=config.working_dir,
                     user=config.user,
-                    labels=dict(config.labels),
+                    labels=self._labels(config.labels),
                     host_config=host_config,
                 ),
                 subject=config.name,
@@ -281,7 +292,7 @@ class DockerRuntime:
     async def list_containers(
         self, *, labels: Mapping[str, str] | None = None
     ) -> list[ContainerSummary]:
-        filters = {"label": _label_filter(labels)}
+        filters = {"label": self._label_filter(labels)}
         raw = await self._call(
             "list_containers", lambda: self._api.containers(all=True, filters=filters)
         )
@@ -407,7 +418,7 @@ class DockerRuntime:
     async def events(self) -> AsyncIterator[RuntimeEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[RuntimeEvent | BaseException | None] = asyncio.Queue()
-        filters = {"type": ["container"], "label": [LABEL_POD_UID]}
+        filters = {"type": ["container"], "label": self._label_filter()}
         try:
             stream = await self._call(
                 "events", lambda: self._api.events(decode=True, filters=filters)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 LABEL_POD_UID = "io.keelson.pod.uid"
+# Which agent made a container: several agents (or clusters) may share one dockerd, and
+# each must see, adopt and clean up only its own containers.
+LABEL_AGENT = "io.keelson.agent"
 LABEL_POD_NAMESPACE = "io.keelson.pod.namespace"
 LABEL_POD_NAME = "io.keelson.pod.name"
 LABEL_CONTAINER_NAME = "io.keelson.container"

@@ -11,6 +11,8 @@ Teardown, also on failure: the test namespaces are deleted and their pods awaite
 up`` is stopped by PID (SIGTERM, then SIGKILL), every container labelled with one of this
 module's namespaces is removed, and both netns are deleted. Tests isolate by namespace
 (``namespace`` fixture); the cluster is shared because starting it costs seconds.
+``foreign_container`` stands for another cluster's pod on the same dockerd, started before
+the cluster, so a test can check the new cluster leaves it alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 import docker
 import pytest
 
-from nodeagent.runtime.interface import LABEL_POD_NAMESPACE
+from nodeagent.runtime.interface import LABEL_POD_NAMESPACE, LABEL_POD_UID
 
 REPO = Path(__file__).resolve().parents[3]
 KEELSON = REPO / ".venv" / "bin" / "keelson"
@@ -145,18 +147,24 @@ def running_containers(namespace: str) -> int:
         api.close()
 
 
-def _remove_containers(namespaces: list[str]) -> int:
+def _containers(namespaces: list[str]) -> list[str]:
+    """Ids of every container (any state) of pods in ``namespaces``."""
     api = docker.APIClient(version="1.41", timeout=60)
-    removed = 0
     try:
-        for namespace in namespaces:
-            label = f"{LABEL_POD_NAMESPACE}={namespace}"
-            for item in api.containers(all=True, filters={"label": [label]}):
-                api.remove_container(item["Id"], force=True, v=True)
-                removed += 1
+        return [item["Id"] for namespace in namespaces
+                for item in api.containers(all=True, filters={
+                    "label": [f"{LABEL_POD_NAMESPACE}={namespace}"]})]
     finally:
         api.close()
-    return removed
+
+
+def _remove_containers(namespaces: list[str]) -> None:
+    api = docker.APIClient(version="1.41", timeout=60)
+    try:
+        for container_id in _containers(namespaces):
+            api.remove_container(container_id, force=True, v=True)
+    finally:
+        api.close()
 
 
 def _delete_namespaces(cluster: Cluster) -> None:
@@ -176,8 +184,43 @@ def _delete_namespaces(cluster: Cluster) -> None:
         time.sleep(0.5)
 
 
+@dataclass
+class ForeignContainer:
+    """A running container labelled as a pod of another keelson cluster on this dockerd."""
+
+    id: str
+    namespace: str
+
+    def exists(self) -> bool:
+        api = docker.APIClient(version="1.41", timeout=60)
+        try:
+            return bool(api.containers(all=True, filters={"id": [self.id]}))
+        finally:
+            api.close()
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def foreign_container() -> Iterator[ForeignContainer]:
+    """Started before ``keelson up``, as if another cluster (``make up``) shared dockerd."""
+    namespace = f"kt-foreign-{secrets.token_hex(3)}"
+    api = docker.APIClient(version="1.41", timeout=60)
+    try:
+        created = api.create_container(
+            "localhost/keelson/busybox:1", ["sleep", "600"],
+            labels={LABEL_POD_UID: namespace, LABEL_POD_NAMESPACE: namespace},
+            host_config=api.create_host_config(network_mode="none"))
+        api.start(created["Id"])
+    finally:
+        api.close()
+    try:
+        yield ForeignContainer(id=created["Id"], namespace=namespace)
+    finally:
+        _remove_containers([namespace])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory,
+            foreign_container: ForeignContainer) -> Iterator[Cluster]:
     ident = secrets.token_hex(3)
     node_ns, gateway_ns = f"kt-{ident}n", f"kt-{ident}g"
     data_dir = tmp_path_factory.mktemp("keelson-up")
@@ -207,7 +250,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _delete_netns(node_ns, gateway_ns)
     leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert node_ns not in leftovers and gateway_ns not in leftovers
-    assert _remove_containers(cluster.namespaces) == 0
+    assert _containers(cluster.namespaces) == []
 
 
 def _node_ready(cluster: Cluster) -> bool:

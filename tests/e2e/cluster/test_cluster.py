@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from .conftest import PYTHON, Cluster, running_containers, wait_for
+from .conftest import PYTHON, Cluster, ForeignContainer, running_containers, wait_for
 
 APP = "web"
 
@@ -287,3 +287,10 @@ def test_namespace_deletion_removes_its_workloads(cluster: Cluster, namespace: s
                          "so stopping it stops the control plane too")
 def test_stopping_the_agent_lease_marks_node_not_ready() -> None:
     """Covered at the controller level by tests/e2e/scheduler/test_nodelifecycle.py."""
+
+
+def test_starting_a_cluster_leaves_another_clusters_containers_alone(
+        cluster: Cluster, foreign_container: ForeignContainer) -> None:
+    """Each agent labels its containers with its own id (io.keelson.agent) and adopts or
+    cleans up only those: another keelson's pod on the same dockerd survives."""
+    assert foreign_container.exists()
