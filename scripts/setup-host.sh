@@ -59,6 +59,19 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
         log "starting docker with systemctl"
         systemctl start docker
     else
+        # A dockerd that was killed (e.g. with the session that started it) leaves its pid
+        # files behind, and a new dockerd refuses to start over them. Remove them only when
+        # no live dockerd/containerd owns them; no process is ever signalled here.
+        for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+            if [ -f "$pidfile" ]; then
+                pid=$(cat "$pidfile" 2>/dev/null || true)
+                comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+                case "$comm" in
+                    dockerd|containerd) ;;
+                    *) log "removing stale $pidfile"; rm -f "$pidfile" ;;
+                esac
+            fi
+        done
         log "starting dockerd (no systemd here) with the pull guard"
         mkdir -p /var/log/keelson
         # Pull guard: any registry access goes to a closed loopback port and fails at once.
