@@ -98,8 +98,8 @@ def make_pod(name: str, containers: list[dict], **spec) -> dict:
     }
 
 
-def container(name: str, *command: str, image: str = BUSYBOX, **extra) -> dict:
-    spec = {"name": name, "image": image, **extra}
+def container(name: str, *command: str, image_ref: str = BUSYBOX, **extra) -> dict:
+    spec = {"name": name, "image": image_ref, **extra}
     if command:
         spec["command"] = list(command)
     return spec
@@ -305,7 +305,7 @@ async def test_crash_loop_backs_off_and_keeps_pod_running(node):
 
 
 async def test_missing_image_and_bad_volume_do_not_hold_up_other_pods(node):
-    submit(node, make_pod("noimage", [container("c", image="localhost/keelson/nope:1")]))
+    submit(node, make_pod("noimage", [container("c", image_ref="localhost/keelson/nope:1")]))
     submit(
         node,
         make_pod(
@@ -344,7 +344,8 @@ async def test_image_pull_backoff_after_first_failure(node):
     submit(
         node,
         make_pod(
-            "noimage", [container("c", image="localhost/keelson/nope:1", imagePullPolicy="Always")]
+            "noimage",
+            [container("c", image_ref="localhost/keelson/nope:1", imagePullPolicy="Always")],
         ),
     )
     await eventually(lambda: node.events("Failed"))
@@ -537,7 +538,7 @@ async def test_changed_image_replaces_the_running_container(node):
     updated = {**node.pod("upgrade")}
     updated["spec"] = {
         **updated["spec"],
-        "containers": [container("c", "sleep", "1000", image="localhost/keelson/busybox:2")],
+        "containers": [container("c", "sleep", "1000", image_ref="localhost/keelson/busybox:2")],
     }
     node.server.objects[(PODS, "default/upgrade")]["spec"] = updated["spec"]
     node.workers.update_pod(updated)

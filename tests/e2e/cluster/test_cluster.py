@@ -294,3 +294,41 @@ def test_starting_a_cluster_leaves_another_clusters_containers_alone(
     """Each agent labels its containers with its own id (io.keelson.agent) and adopts or
     cleans up only those: another keelson's pod on the same dockerd survives."""
     assert foreign_container.exists()
+
+
+LOGGER = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: logger
+spec:
+  restartPolicy: Always
+  containers:
+    - name: main
+      image: localhost/keelson/busybox:1
+      imagePullPolicy: Never
+      command: ["sh", "-c", "echo started $(hostname); echo second line; sleep 2; exit 3"]
+"""
+
+
+def test_kubectl_logs_reads_through_the_apiserver_from_the_kubelet(cluster: Cluster,
+                                                                   namespace: str) -> None:
+    """`kubectl logs` goes apiserver (pods/log) -> kubelet API (client certificate) ->
+    Docker; `--previous` reads the instance before the last restart."""
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=LOGGER)
+
+    def logged() -> str:
+        out = cluster.kubectl("-n", namespace, "logs", "logger", check=False)
+        return out.stdout if out.returncode == 0 and "second line" in out.stdout else ""
+    text = wait_for(logged, timeout=60, what="the logger pod's output")
+    assert text.splitlines()[:2] == ["started logger", "second line"]
+    tail = cluster.kubectl("-n", namespace, "logs", "logger", "--tail=1").stdout
+    assert tail.strip() in ("second line", "started logger")
+
+    def restarted() -> bool:
+        statuses = cluster.get("-n", namespace, "pod", "logger")["status"].get(
+            "containerStatuses") or [{}]
+        return statuses[0].get("restartCount", 0) >= 1
+    wait_for(restarted, timeout=60, what="the logger container to restart")
+    previous = cluster.kubectl("-n", namespace, "logs", "logger", "--previous").stdout
+    assert "started logger" in previous
