@@ -69,6 +69,7 @@ class APIServerOptions:
     cluster_cidr: str = "10.244.0.0/16"
     service_node_port_range: str = "30000-32767"
     disable_controllers: bool = False
+    node_monitor_grace_period: float = 40.0  # seconds without heartbeat before NotReady
     token_auth_file: Path | None = None
     extra_sans: list[str] = field(default_factory=list)
     watch_cache_window: int = field(
@@ -88,6 +89,9 @@ class APIServerOptions:
         if self.watch_cache_window < 1 or self.bookmark_interval <= 0:
             raise ConfigError("KEELSON_WATCH_CACHE_WINDOW and KEELSON_WATCH_BOOKMARK_SECONDS "
                               "must be positive")
+        if self.node_monitor_grace_period <= 0:
+            raise ConfigError(f"invalid --node-monitor-grace-period "
+                              f"{self.node_monitor_grace_period}: must be positive seconds")
         if not 0 < self.secure_port < 65536:
             raise ConfigError(f"invalid --secure-port {self.secure_port}: must be 1-65535")
 

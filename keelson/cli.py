@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--cluster-cidr", default="10.244.0.0/16")
     api.add_argument("--service-node-port-range", default="30000-32767")
     api.add_argument("--disable-controllers", action="store_true")
+    api.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                     metavar="SECONDS", help="a node silent this long is marked NotReady "
+                     "(Unknown) and tainted unreachable")
     api.add_argument("--token-auth-file", type=Path, default=None,
                      help="CSV of token,user,uid,\"group1,group2\" for bearer tokens")
 
@@ -122,7 +125,9 @@ def _cmd_apiserver(args: argparse.Namespace) -> None:
         data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
         storage=args.storage, service_cluster_ip_range=args.service_cluster_ip_range,
         cluster_cidr=args.cluster_cidr, service_node_port_range=args.service_node_port_range,
-        disable_controllers=args.disable_controllers, token_auth_file=args.token_auth_file)
+        disable_controllers=args.disable_controllers,
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        token_auth_file=args.token_auth_file)
     _run(lambda stop: run_apiserver(options, stop=stop))
 
 

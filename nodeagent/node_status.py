@@ -1,10 +1,15 @@
 """The Node object and its Lease: how the control plane learns this node exists and lives.
 
-Two signals, as in Kubernetes: the Lease in ``kube-node-lease`` is renewed every 10 s (a
-cheap write the node lifecycle controller watches), while the full Node status is sent
-only when it changed or every 5 minutes. Building the status is a pure function of a
-``NodeFacts`` snapshot (psutil, pyroute2, the runtime version) so thresholds and
-conditions are unit-tested without a machine. Condition messages carry no live numbers,
+Two signals, as in Kubernetes: the Lease in ``kube-node-lease`` is renewed every quarter of
+its 40 s duration (a cheap write the node lifecycle controller watches), while the full Node
+status is sent only when it changed or every 5 minutes. "Changed" is judged against the
+server's copy of the Node, not only against what we last sent: while the agent was silent
+the node lifecycle controller may have set our conditions to Unknown, and the first report
+after that must put them back (as kubelet compares with the Node it fetched). The lease
+duration has no flag; ``KEELSON_NODE_LEASE_DURATION_SECONDS`` shortens it so end-to-end
+tests can run the controller with a grace period of seconds. Building the status is a pure
+function of a ``NodeFacts`` snapshot (psutil, pyroute2, the runtime version) so thresholds
+and conditions are unit-tested without a machine. Condition messages carry no live numbers,
 so an idle node does not look "changed" on every heartbeat. Pressure thresholds are
 kubelet's hard eviction defaults: memory.available < 100Mi, nodefs.available < 10%, pid use > 90%.
 """
@@ -34,7 +39,7 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
-LEASE_RENEW_SECONDS = 10.0
+LEASE_RENEW_FRACTION = 0.25  # kubelet renews its lease every quarter of its duration
 STATUS_REPORT_SECONDS = 300.0
 MEMORY_AVAILABLE_MIN_BYTES = 100 * 2**20
 DISK_AVAILABLE_MIN_RATIO = 0.10
@@ -226,6 +231,25 @@ def node_status(
     }
 
 
+def lease_duration_seconds() -> int:
+    """The Lease's duration: 40 s, or ``KEELSON_NODE_LEASE_DURATION_SECONDS`` if set."""
+    value = os.environ.get("KEELSON_NODE_LEASE_DURATION_SECONDS", "")
+    try:
+        seconds = int(value) if value else LEASE_DURATION_SECONDS
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(f"KEELSON_NODE_LEASE_DURATION_SECONDS={value!r}: "
+                         "must be a whole number of seconds, at least 1")
+    return seconds
+
+
+def condition_states(status: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each condition's (status, reason): what differs when someone else rewrote them."""
+    return {c.get("type"): (c.get("status"), c.get("reason"))
+            for c in status.get("conditions") or []}
+
+
 def _without_heartbeats(status: Mapping[str, Any]) -> dict[str, Any]:
     """Status minus the fields that change on every report, to decide "changed"."""
     result = dict(status)
@@ -257,6 +281,7 @@ class NodeReporter:
         self.data_dir = data_dir
         self._runtime_version = runtime_version
         self._runtime_healthy = runtime_healthy
+        self.lease_duration_seconds = lease_duration_seconds()
         self.node: dict[str, Any] | None = None
         self._last_sent: dict[str, Any] | None = None
         self._last_sent_at = 0.0
@@ -302,10 +327,17 @@ class NodeReporter:
         return ((self.node or {}).get("spec") or {}).get("podCIDR")
 
     async def report_status(self, *, force: bool = False) -> bool:
+        """Patch the Node status if it changed, if the server's conditions differ from
+        ours, if ``force`` or every 5 minutes; True if a patch was sent."""
+        if not force:  # register() has just fetched the Node
+            self.node = await self.client.get(NODES, self.node_name)
         status = await asyncio.to_thread(self._status)
         loop_time = asyncio.get_running_loop().time()
-        changed = self._last_sent is None or (
-            _without_heartbeats(status) != _without_heartbeats(self._last_sent)
+        on_server = (self.node or {}).get("status") or {}
+        changed = (
+            self._last_sent is None
+            or _without_heartbeats(status) != _without_heartbeats(self._last_sent)
+            or condition_states(status) != condition_states(on_server)
         )
         if not (force or changed or loop_time - self._last_sent_at >= STATUS_REPORT_SECONDS):
             return False
@@ -318,7 +350,7 @@ class NodeReporter:
     async def renew_lease(self) -> dict[str, Any]:
         spec = {
             "holderIdentity": self.node_name,
-            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "leaseDurationSeconds": self.lease_duration_seconds,
             "renewTime": utc_now_micro(),
         }
         try:
@@ -335,7 +367,9 @@ class NodeReporter:
         return await self.client.replace(LEASES, lease, namespace=LEASE_NAMESPACE)
 
     async def run(self, *, _iterations: int | None = None) -> None:
-        """Renew the lease every 10 s (retry 200 ms doubling to 7 s) and report status."""
+        """Renew the lease every quarter of its duration (retry 200 ms doubling to 7 s)
+        and report status."""
+        renew_seconds = self.lease_duration_seconds * LEASE_RENEW_FRACTION
         delay = 0.2
         done = 0
         while _iterations is None or done < _iterations:
@@ -345,9 +379,10 @@ class NodeReporter:
                 try:
                     await self.report_status()
                 except (ApiError, TransportError, OSError) as err:
-                    log.warning("node status report failed; next try in 10s: %s", err)
+                    log.warning("node status report failed; next try in %.0fs: %s",
+                                renew_seconds, err)
                 delay = 0.2
-                await asyncio.sleep(LEASE_RENEW_SECONDS)
+                await asyncio.sleep(renew_seconds)
             except (ApiError, TransportError, OSError) as err:
                 log.warning("lease renewal failed, retrying in %.1fs: %s", delay, err)
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))

@@ -619,7 +619,10 @@ class PodWorker:
                 terminal_phase=self.terminal_phase,
             )
         )
-        if status_changed(previous, status):
+        # Like kubelet's status manager, reconcile with the server's copy too: someone else
+        # (the node lifecycle controller marking pods not ready) may have changed it. A
+        # repeated identical patch costs nothing: the apiserver does not write no-op updates.
+        if status_changed(previous, status) or status_changed(self.pod.get("status"), status):
             await self.ctx.api.patch_status(self.pod, status)
             self.last_status = status
         elif self.last_status is None:

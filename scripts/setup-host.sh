@@ -78,6 +78,9 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
         HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY= \
             setsid nohup dockerd --host unix:///var/run/docker.sock \
             >/var/log/keelson/dockerd.log 2>&1 </dev/null &
+        # Recorded so that tests may restart exactly this dockerd (one keelson started)
+        # and never one that systemd or the user runs.
+        mkdir -p /run/keelson && echo $! > /run/keelson/dockerd.pid
     fi
     for _ in $(seq 1 60); do
         timeout 5 docker info >/dev/null 2>&1 && break

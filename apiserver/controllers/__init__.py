@@ -25,7 +25,8 @@ ControllerFactory = Callable[[ApiClient, SharedInformers], Controller]
 
 
 
-def default_controllers(*, cluster_cidr: str) -> list[ControllerFactory]:
+def default_controllers(*, cluster_cidr: str, node_monitor_grace_period: float = 40.0
+                        ) -> list[ControllerFactory]:
     # Imported here: the controller modules import this package (for .base) themselves.
     from apiserver.controllers.deployment import DeploymentController
     from apiserver.controllers.endpoints import EndpointsController
@@ -38,7 +39,8 @@ def default_controllers(*, cluster_cidr: str) -> list[ControllerFactory]:
 
     return [
         Scheduler,
-        NodeLifecycleController,
+        functools.partial(NodeLifecycleController,
+                          grace_period_seconds=node_monitor_grace_period),
         functools.partial(NodeIpamController, cluster_cidr=cluster_cidr),
         ReplicaSetController,
         DeploymentController,
@@ -73,6 +75,8 @@ async def _shutdown(informers: SharedInformers, client: ApiClient) -> None:
 
 def start_controllers(server: Any) -> list[asyncio.Task[None]]:
     """The tasks ``keelson apiserver`` owns (cancelled on shutdown)."""
-    factories = default_controllers(cluster_cidr=server.options.cluster_cidr)
+    factories = default_controllers(
+        cluster_cidr=server.options.cluster_cidr,
+        node_monitor_grace_period=server.options.node_monitor_grace_period)
     return [asyncio.create_task(run_controllers(server.kubeconfig, factories=factories),
                                 name="controllers")]

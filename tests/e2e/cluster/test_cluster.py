@@ -282,13 +282,6 @@ def test_namespace_deletion_removes_its_workloads(cluster: Cluster, namespace: s
              what=f"the agent to stop the containers of namespace {namespace}")
 
 
-@pytest.mark.skip(reason="needs a separate `keelson agent` process whose lease can be "
-                         "stopped; `keelson up` runs the agent in the apiserver's process, "
-                         "so stopping it stops the control plane too")
-def test_stopping_the_agent_lease_marks_node_not_ready() -> None:
-    """Covered at the controller level by tests/e2e/scheduler/test_nodelifecycle.py."""
-
-
 def test_starting_a_cluster_leaves_another_clusters_containers_alone(
         cluster: Cluster, foreign_container: ForeignContainer) -> None:
     """Each agent labels its containers with its own id (io.keelson.agent) and adopts or

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -354,3 +357,54 @@ async def test_crash_loop_back_off_grows(cluster):
     await eventually(
         lambda: "back-off 20s" in entry()["state"].get("waiting", {}).get("message", "")
     )
+
+
+DOCKERD_PIDFILE = Path("/run/keelson/dockerd.pid")  # written by scripts/setup-host.sh
+REPO = Path(__file__).resolve().parents[3]
+
+
+def our_dockerd() -> int | None:
+    """The running dockerd, only if keelson's set-up started it (never someone else's)."""
+    try:
+        pid = int(DOCKERD_PIDFILE.read_text())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return pid if comm == "dockerd" else None
+
+
+async def test_dockerd_restart_agent_reconnects_and_pods_come_back(cluster):
+    """dockerd restarts (stopping every container): the agent reconnects, its relist sees
+    the pod's containers gone, and the pod runs again with a new container and an IP."""
+    pid = our_dockerd()
+    if pid is None:
+        pytest.skip("dockerd was not started by scripts/setup-host.sh; not restarting it")
+    cluster.start_agent()
+    cluster.create("survivor", [sh("main", "trap 'exit 0' TERM; sleep 3600 & wait")],
+                   restartPolicy="Always")
+
+    def running_container() -> str | None:
+        statuses = (cluster.pod("survivor")["status"].get("containerStatuses") or [{}])
+        state = statuses[0].get("state") or {}
+        return statuses[0].get("containerID") if "running" in state else None
+
+    await eventually(running_container, timeout=30)
+    before = running_container()
+
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "dockerd did not stop"
+    setup = await asyncio.to_thread(
+        subprocess.run, ["bash", str(REPO / "scripts" / "setup-host.sh")],
+        capture_output=True, text=True, timeout=180)
+    assert setup.returncode == 0, setup.stderr
+
+    def came_back() -> bool:
+        current = running_container()
+        pod_status = cluster.pod("survivor")["status"]
+        return bool(current and current != before and pod_status.get("podIP"))
+
+    await eventually(came_back, timeout=90)
+    assert cluster.agent is not None and not cluster.agent.done()
