@@ -1,7 +1,7 @@
 """Control plane benchmarks: figures for the scheduler and controllers.
 
 Run as root from the repo root:  .venv/bin/python -m bench.controlplane   (all parts, about
-three minutes), or one part with `--part scheduler|deployment|latency`.
+two minutes), or one part with `--part scheduler|deployment|latency`.
 
 The scheduler part starts its own `keelson apiserver --disable-controllers` on a free
 127.0.0.1 port in a temporary directory, runs the scheduler in this process (as `keelson
@@ -270,14 +270,14 @@ def deployment_to_ready(cluster: Cluster, *, replicas: int, timeout: float) -> N
     cpu_before, engine_before = _up_cpu_seconds(cluster), _container_engine_cpu_seconds()
     started = time.perf_counter()
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-    ready = 0
-    while ready < replicas:
+    while True:
         status = cluster.get("deployment", "keel-web", "-n", namespace).get("status", {})
         ready = status.get("readyReplicas", 0)
+        if ready >= replicas:
+            break
         if time.perf_counter() - started > timeout:
             raise RuntimeError(f"only {ready} of {replicas} replicas Ready after {timeout:.0f}s")
-        if ready < replicas:
-            time.sleep(0.5)
+        time.sleep(0.5)
     elapsed = time.perf_counter() - started
     cpu = _up_cpu_seconds(cluster) - cpu_before
     engine_cpu = _container_engine_cpu_seconds() - engine_before
