@@ -121,10 +121,8 @@ async def update_scale(handler: ResourceHandler, request: web.Request, info: Req
     else:
         patch_type, patch = await handler.read_patch(request)
         scale = None
-    wanted_rv: list[str | None] = [None]
 
     def rescale(obj: Obj) -> Obj:
-        nonlocal scale
         current = to_scale(obj)
         new_scale = scale if patch_type is None else handler.store.patcher(
             _SCALE_TYPE, current, "merge" if patch_type == "strategic" else patch_type, patch)
@@ -136,7 +134,6 @@ async def update_scale(handler: ResourceHandler, request: web.Request, info: Req
         rv = (new_scale.get("metadata") or {}).get("resourceVersion")
         if rv and rv != obj["metadata"]["resourceVersion"]:
             raise status.conflict(rt.group, rt.plural, name, status.MODIFIED_CONFLICT)
-        wanted_rv[0] = rv
         obj.setdefault("spec", {})["replicas"] = replicas
         return obj
 
