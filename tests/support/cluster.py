@@ -54,7 +54,7 @@ def wait_for(probe: Callable[[], T], *, timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
-def _sh(*argv: str) -> None:
+def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
 
@@ -113,30 +113,33 @@ class Cluster:
         return False
 
 
-def _create_netns(node: str, gateway: str) -> None:
-    _sh("ip", "netns", "add", node)
-    _sh("ip", "netns", "add", gateway)
+def create_netns(node: str, gateway: str) -> None:
+    """A node netns with an uplink veth to a gateway netns and a default route, so the
+    agent finds an InternalIP; nothing of it touches the host's network."""
+    sh("ip", "netns", "add", node)
+    sh("ip", "netns", "add", gateway)
     node_exec = ("ip", "netns", "exec", node)
     gw_exec = ("ip", "netns", "exec", gateway)
-    _sh(*node_exec, "ip", "link", "set", "lo", "up")
-    _sh(*gw_exec, "ip", "link", "set", "lo", "up")
-    _sh(*node_exec, "ip", "link", "add", "kt-up", "type", "veth", "peer", "name", "kt-gw",
+    sh(*node_exec, "ip", "link", "set", "lo", "up")
+    sh(*gw_exec, "ip", "link", "set", "lo", "up")
+    sh(*node_exec, "ip", "link", "add", "kt-up", "type", "veth", "peer", "name", "kt-gw",
         "netns", gateway)
-    _sh(*node_exec, "ip", "addr", "add", NODE_ADDRESS, "dev", "kt-up")
-    _sh(*gw_exec, "ip", "addr", "add", GATEWAY_ADDRESS, "dev", "kt-gw")
-    _sh(*node_exec, "ip", "link", "set", "kt-up", "up")
-    _sh(*gw_exec, "ip", "link", "set", "kt-gw", "up")
-    _sh(*node_exec, "ip", "route", "add", "default", "via", GATEWAY_IP)
-    _sh(*node_exec, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    sh(*node_exec, "ip", "addr", "add", NODE_ADDRESS, "dev", "kt-up")
+    sh(*gw_exec, "ip", "addr", "add", GATEWAY_ADDRESS, "dev", "kt-gw")
+    sh(*node_exec, "ip", "link", "set", "kt-up", "up")
+    sh(*gw_exec, "ip", "link", "set", "kt-gw", "up")
+    sh(*node_exec, "ip", "route", "add", "default", "via", GATEWAY_IP)
+    sh(*node_exec, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
 
-def _delete_netns(*names: str) -> None:
+def delete_netns(*names: str) -> None:
     for name in names:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a process the test started (by its PID), SIGKILL it if it lingers."""
+    if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
@@ -208,7 +211,7 @@ def running_cluster(tmp_dir: Path, *, namespace_teardown_timeout: float = 40.0
     node_ns, gateway_ns = f"kt-{ident}n", f"kt-{ident}g"
     cluster = Cluster(netns=node_ns, data_dir=tmp_dir, log=tmp_dir / "keelson.log")
     try:
-        _create_netns(node_ns, gateway_ns)
+        create_netns(node_ns, gateway_ns)
         with cluster.log.open("wb") as log:
             cluster.process = subprocess.Popen(
                 ["ip", "netns", "exec", node_ns, str(KEELSON), "up", "--data-dir",
@@ -227,9 +230,9 @@ def running_cluster(tmp_dir: Path, *, namespace_teardown_timeout: float = 40.0
             _delete_namespaces(cluster, timeout=namespace_teardown_timeout)
         finally:
             if cluster.process is not None:
-                _stop(cluster.process)
+                stop_process(cluster.process)
             remove_containers(cluster.namespaces)
-            _delete_netns(node_ns, gateway_ns)
+            delete_netns(node_ns, gateway_ns)
     leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert node_ns not in leftovers and gateway_ns not in leftovers, leftovers
     assert containers(cluster.namespaces) == []

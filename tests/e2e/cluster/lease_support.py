@@ -25,42 +25,27 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 
 from apiserver.auth import pki
 from nodeagent.runtime.interface import LABEL_AGENT, LABEL_POD_NAMESPACE
+from tests.support.cluster import (
+    KEELSON,
+    KUBECTL,
+    PORT,
+    create_netns,
+    delete_netns,
+    stop_process,
+    wait_for,
+)
 
-REPO = Path(__file__).resolve().parents[3]
-KEELSON = REPO / ".venv" / "bin" / "keelson"
-KUBECTL = REPO / ".venv" / "bin" / "kubectl"
-NODE_ADDRESS = "198.18.0.2/30"
-GATEWAY_ADDRESS = "198.18.0.1/30"
-GATEWAY_IP = "198.18.0.1"
-PORT = 6443
 GRACE_SECONDS = 4
 LEASE_DURATION_SECONDS = 4
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.3) -> T:
-    """Return ``probe()``'s first truthy value; raise AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
 
 @dataclass
@@ -182,35 +167,6 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return {}
 
 
-def _create_netns(node: str, gateway: str) -> None:
-    _sh("ip", "netns", "add", node)
-    _sh("ip", "netns", "add", gateway)
-    node_exec = ("ip", "netns", "exec", node)
-    gw_exec = ("ip", "netns", "exec", gateway)
-    _sh(*node_exec, "ip", "link", "set", "lo", "up")
-    _sh(*gw_exec, "ip", "link", "set", "lo", "up")
-    _sh(*node_exec, "ip", "link", "add", "kt-up", "type", "veth", "peer", "name", "kt-gw",
-        "netns", gateway)
-    _sh(*node_exec, "ip", "addr", "add", NODE_ADDRESS, "dev", "kt-up")
-    _sh(*gw_exec, "ip", "addr", "add", GATEWAY_ADDRESS, "dev", "kt-gw")
-    _sh(*node_exec, "ip", "link", "set", "kt-up", "up")
-    _sh(*gw_exec, "ip", "link", "set", "kt-gw", "up")
-    _sh(*node_exec, "ip", "route", "add", "default", "via", GATEWAY_IP)
-    _sh(*node_exec, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM the process we started (by PID), SIGKILL it if it lingers."""
-    if process is None or process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-
-
 def _delete_namespaces(cluster: LeaseCluster) -> None:
     """Delete the test namespaces through the API and wait (bounded) for their pods to go."""
     if cluster.apiserver is None or cluster.apiserver.poll() is not None:
@@ -261,7 +217,7 @@ def lease_cluster(data_dir: Path) -> Iterator[LeaseCluster]:
                            data_dir=data_dir, node_name=f"kt-lease-{ident}")
     agent_id: str | None = None
     try:
-        _create_netns(cluster.netns, cluster.gateway_netns)
+        create_netns(cluster.netns, cluster.gateway_netns)
         cluster.start_apiserver()
         cluster.start_agent()
         yield cluster
@@ -271,12 +227,10 @@ def lease_cluster(data_dir: Path) -> Iterator[LeaseCluster]:
             _delete_namespaces(cluster)
         finally:
             agent_id = cluster.agent_id()
-            _stop(cluster.agent)
-            _stop(cluster.apiserver)
+            stop_process(cluster.agent)
+            stop_process(cluster.apiserver)
             _remove_containers(_labels(cluster, agent_id))
-            for name in (cluster.netns, cluster.gateway_netns):
-                subprocess.run(["ip", "netns", "delete", name], capture_output=True,
-                               timeout=30)
+            delete_netns(cluster.netns, cluster.gateway_netns)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert cluster.netns not in netns and cluster.gateway_netns not in netns
     assert containers(_labels(cluster, agent_id)) == []
