@@ -177,14 +177,18 @@ def rss_mb() -> float:
 
 async def memory(netns: str, count: int) -> None:
     """Run in a fresh process: RSS after imports, after the objects an informer store
-    would hold (JSON-decoded), and after a full and a partial sync."""
+    would hold (JSON-decoded, then slimmed by the proxy's informer transforms one by one,
+    as the informer does), and after a full and a partial sync."""
     import orjson
 
     from proxy import app  # noqa: F401  (what a real proxy process imports)
+    from proxy.objects import slim_endpoint_slice, slim_service
 
     figures = {"imports": rss_mb()}
-    services = [orjson.loads(orjson.dumps(service(i))) for i in range(count)]
-    slices = [orjson.loads(orjson.dumps(endpoint_slice(i))) for i in range(count)]
+    services = [slim_service(orjson.loads(orjson.dumps(service(i)))) for i in range(count)]
+    slices = [
+        slim_endpoint_slice(orjson.loads(orjson.dumps(endpoint_slice(i)))) for i in range(count)
+    ]
     figures["objects"] = rss_mb()
     remove_all("legacy", netns=netns)
     proxier = new_proxier(netns)
@@ -194,7 +198,7 @@ async def memory(netns: str, count: int) -> None:
     for obj in slices:
         proxier.on_endpoint_slice(None, obj)
     assert await proxier.sync()
-    proxier.on_endpoint_slice(slices[0], endpoint_slice(0, generation=1))
+    proxier.on_endpoint_slice(slices[0], slim_endpoint_slice(endpoint_slice(0, generation=1)))
     assert await proxier.sync()
     figures["synced"] = rss_mb()
     remove_all("legacy", netns=netns)

@@ -24,7 +24,7 @@ from pyroute2 import IPRoute
 from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.informer import Informer
-from proxy import conntrack, safety_route, sysctls
+from proxy import conntrack, objects, safety_route, sysctls
 from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app, serve
 from proxy.iptables.render import NodeInfo
 from proxy.iptables.restore import Iptables, detect_backend
@@ -34,7 +34,8 @@ from proxy.proxier import Proxier
 
 log = logging.getLogger(__name__)
 
-InformerFactory = Callable[..., Any]  # (client, resource, *, field_selector=None) -> Informer
+# (client, resource, *, field_selector=None, transform=None) -> Informer
+InformerFactory = Callable[..., Any]
 
 
 def local_addresses(cidrs: tuple[str, ...], *, netns: str | None = None) -> tuple[str, ...]:
@@ -75,9 +76,13 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
 
 
 def _default_informer(
-    client: ApiClient, resource: resources.Resource, *, field_selector: str | None = None
+    client: ApiClient,
+    resource: resources.Resource,
+    *,
+    field_selector: str | None = None,
+    transform: Callable[[dict], dict] | None = None,
 ) -> Informer:
-    return Informer(client, resource, field_selector=field_selector)
+    return Informer(client, resource, field_selector=field_selector, transform=transform)
 
 
 async def prepare_node(options: ProxyOptions) -> str:
@@ -130,8 +135,10 @@ async def run_proxy(
     )
 
     make = informer_factory or _default_informer
-    services = make(client, resources.SERVICES)
-    slices = make(client, resources.ENDPOINTSLICES)
+    # The stores keep only what rendering reads (proxy/objects.py): most of the memory at
+    # 10,000 Services is these objects.
+    services = make(client, resources.SERVICES, transform=objects.slim_service)
+    slices = make(client, resources.ENDPOINTSLICES, transform=objects.slim_endpoint_slice)
     nodes = make(client, resources.NODES, field_selector=f"metadata.name={options.node_name}")
     services.add_handler(
         on_add=lambda obj: proxier.on_service(None, obj),

@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy import conntrack, servicemodel, tracker
+from proxy import conntrack, heap, servicemodel, tracker
 from proxy.conntrack import StaleFlow, UdpTarget
 from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
 from proxy.iptables import render
@@ -84,14 +83,18 @@ class Proxier:
             clock=clock,
         )
         self._services: dict[str, Obj] = {}
-        self._slices: dict[str, dict[str, Obj]] = defaultdict(dict)  # service -> slice key -> slice
+        # service -> its slices; a tuple, not a dict by slice key: one small object per
+        # Service (most have one slice) instead of a dict and a key string per slice.
+        self._slices: dict[str, tuple[Obj, ...]] = {}
         self._rules: dict[str, ServiceRules] = {}
         self._udp: dict[str, dict[str, UdpTarget]] = {}  # service -> port key -> target
         self._health_checks: dict[str, tuple[int, HealthCheck]] = {}
         self._pending_flows: set[StaleFlow] = set()
         self._pending_triggers: list[float] = []
         self._needs_full = True
-        self._known_chains: set[str] | None = None  # per-service nat chains in the kernel
+        # True while the kernel holds exactly the per-service chains in self._rules (since
+        # the last successful sync); their names are not kept a second time.
+        self._kernel_known = False
         self._last_full = -math.inf
         self.last_sync_was_full: bool | None = None
 
@@ -129,10 +132,20 @@ class Proxier:
                 self._services[key] = current
         for key, (previous, current) in slices.changes.items():
             if previous is not None and (owner := servicemodel.slice_service_key(previous)):
-                self._slices[owner].pop(key, None)
+                self._set_slice(owner, key, None)
             if current is not None and (owner := servicemodel.slice_service_key(current)):
-                self._slices[owner][key] = current
+                self._set_slice(owner, key, current)
         return services.services | slices.services
+
+    def _set_slice(self, service: str, key: str, endpoint_slice: Obj | None) -> None:
+        """Replace (or, with None, remove) the slice ``key`` among ``service``'s slices."""
+        kept = tuple(s for s in self._slices.get(service, ()) if tracker.object_key(s) != key)
+        if endpoint_slice is not None:
+            kept += (endpoint_slice,)
+        if kept:
+            self._slices[service] = kept
+        else:
+            self._slices.pop(service, None)
 
     def _derive(self, key: str) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
         """UDP targets (for conntrack) and the health check of one Service."""
@@ -143,7 +156,7 @@ class Proxier:
             return {}, None
         targets: dict[str, UdpTarget] = {}
         check = None
-        slices = list(self._slices.get(key, {}).values())
+        slices = self._slices.get(key, ())
         for port in servicemodel.service_ports(service):
             endpoints = servicemodel.endpoints_for(port, slices)
             selection = servicemodel.select_endpoints(port, endpoints, node_name=self.node.name)
@@ -153,7 +166,9 @@ class Proxier:
                 check = (port.health_check_node_port, HealthCheck(key, len(selection.local)))
         return targets, check
 
-    def _render(self, keys: list[str], udp: _UdpChanges) -> Iterator[tuple[str, ServiceRules]]:
+    def _render(
+        self, keys: list[str], udp: _UdpChanges
+    ) -> Iterator[tuple[str, ServiceRules, str]]:
         """Render ``keys`` one by one, lazily (the restore stream pulls them), updating the
         per-Service caches as it goes and noting UDP endpoint changes for conntrack."""
         for key in keys:
@@ -163,25 +178,25 @@ class Proxier:
             service = self._services.get(key)
             if service is None:  # its slices stay until their own delete events
                 continue
-            rules = render.render_service(service, self._slices.get(key, {}).values(), self.node)
-            self._rules[key] = rules.slim()
+            rules = render.render_service(service, self._slices.get(key, ()), self.node)
+            self._rules[key] = slim = rules.slim()
             targets, check = self._derive(key)
             if targets:
                 self._udp[key] = targets
                 udp.new.update(targets)
             if check:
                 self._health_checks[key] = check
-            yield key, rules
+            yield key, slim, rules.chain_text
 
-    async def _kernel_state(self) -> tuple[set[str], dict[str, list[str]] | None]:
+    async def _kernel_state(self) -> tuple[Collection[str], dict[str, list[str]] | None]:
         """Chains that may need deleting, and missing jump rules (None: not checked).
 
         The kernel is read (one iptables-save) only at start, after a
         failure, or when the canary chain is gone (someone flushed the tables); otherwise
         the chains known from our own writes are used, which keeps a periodic full sync
         close to the cost of iptables-restore alone."""
-        if self._known_chains is not None and await self.iptables.canary_present():
-            return self._known_chains, None
+        if self._kernel_known and await self.iptables.canary_present():
+            return [chain for rules in self._rules.values() for chain in rules.chains], None
         saved = await self.iptables.save()
         jumps = {table: render.missing_jumps(table, saved[table]) for table in ("nat", "filter")}
         return render.chain_names(saved["nat"]), jumps
@@ -214,16 +229,17 @@ class Proxier:
             if isinstance(error, RestoreError):
                 self.metrics.restore_failures.inc()
             self._needs_full = True
-            self._known_chains = None  # what is in the kernel is uncertain: read it next time
+            self._kernel_known = False  # what is in the kernel is uncertain: read it next time
             self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
             return False
-        self._known_chains = set(summary.chains)
+        self._kernel_known = True
         self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
         if self._pending_flows and await self._delete_flows(sorted(self._pending_flows)):
             self._pending_flows.clear()
         if self.health_servers is not None:
             await self.health_servers.sync(dict(self._health_checks.values()))
         self._record_success(full, started, wall_started, summary)
+        heap.release_free_memory()  # the restore input is garbage now (see proxy/heap.py)
         return True
 
     def _record_success(

