@@ -23,6 +23,9 @@ __all__ = ["IndexFunc", "Store", "StoreDiff", "namespace_index"]
 IndexFunc = Callable[[dict], Iterable[str]]
 
 
+NAMESPACE_INDEX = "namespace"  # the conventional name of the namespace_index index
+
+
 def namespace_index(obj: dict) -> list[str]:
     """Index function: the object's namespace (client-go's NamespaceIndex)."""
     namespace = (obj.get("metadata") or {}).get("namespace")
@@ -85,8 +88,12 @@ class Store:
 
     def add_indexer(self, name: str, func: IndexFunc) -> None:
         """Add an index (e.g. by a second user of a shared informer); existing objects are
-        indexed at once. Adding an index under a known name is an error."""
+        indexed at once. Asking again for the same function under the same name is a no-op,
+        so users of a shared store share one index; a different function under a known
+        name is an error."""
         if name in self._indexers:
+            if self._indexers[name] is func:
+                return
             raise KeyError(f"an index named {name!r} already exists")
         self._indexers[name] = func
         self._indices[name] = {}

@@ -49,7 +49,7 @@ from apiclient.errors import AlreadyExistsError, NotFoundError
 from apiclient.meta import object_key, owner_reference, parse_time, split_key, utc_now
 from apiclient.resources import DEPLOYMENTS, PODS, REPLICASETS
 from apiclient.selectors import SelectorError, label_selector_from_spec
-from apiclient.store import namespace_index
+from apiclient.store import NAMESPACE_INDEX, namespace_index
 from apiserver.controllers.base import Controller, SharedInformers
 from apiserver.controllers.ownership import claim, controller_of, labels_of, uid_of
 
@@ -64,7 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_INDEX = "deployment/namespace"
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"

@@ -33,7 +33,7 @@ from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, owner_reference, split_key, utc_now
 from apiclient.resources import ENDPOINTSLICES, PODS, SERVICES
 from apiclient.selectors import selector_from_set
-from apiclient.store import namespace_index
+from apiclient.store import NAMESPACE_INDEX, namespace_index
 from apiserver.controllers.base import Controller, SharedInformers
 from apiserver.controllers.ownership import Expectations, labels_of
 from apiserver.controllers.podstatus import is_ready
@@ -51,7 +51,6 @@ MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 MAX_ENDPOINTS_PER_SLICE = 100
-NAMESPACE_INDEX = "endpointslice/namespace"
 SERVICE_INDEX = "endpointslice/service"
 
 
@@ -210,8 +209,8 @@ class ServicePodsController(Controller):
     def __init__(self, client: ApiClient, informers: SharedInformers) -> None:
         super().__init__(client, informers)
         self.services = informers.informer(SERVICES, indexers={
-            f"{self.name}/namespace": namespace_index})
-        self.pods = informers.informer(PODS, indexers={f"{self.name}/namespace": namespace_index})
+            NAMESPACE_INDEX: namespace_index})
+        self.pods = informers.informer(PODS, indexers={NAMESPACE_INDEX: namespace_index})
         self.trigger_times = TriggerTimes()
         self.services.add_handler(on_add=self._on_service,
                                   on_update=lambda _old, new: self._on_service(new),
@@ -220,7 +219,7 @@ class ServicePodsController(Controller):
                               on_delete=self._on_pod_deleted)
 
     def pods_in(self, namespace: str) -> list[dict]:
-        return self.pods.store.by_index(f"{self.name}/namespace", namespace)
+        return self.pods.store.by_index(NAMESPACE_INDEX, namespace)
 
     def _on_service(self, service: dict) -> None:
         key = object_key(service)
@@ -230,7 +229,7 @@ class ServicePodsController(Controller):
     def _services_selecting(self, *pods: dict) -> set[str]:
         namespace = pods[0]["metadata"].get("namespace", "")
         keys = set()
-        for service in self.services.store.by_index(f"{self.name}/namespace", namespace):
+        for service in self.services.store.by_index(NAMESPACE_INDEX, namespace):
             if not has_selector(service):
                 continue
             selector = selector_from_set(service["spec"]["selector"])

@@ -29,7 +29,7 @@ from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, owner_reference, parse_time, split_key
 from apiclient.resources import PODS, REPLICASETS
 from apiclient.selectors import SelectorError, label_selector_from_spec
-from apiclient.store import namespace_index
+from apiclient.store import NAMESPACE_INDEX, namespace_index
 from apiserver.controllers.base import Controller, SharedInformers
 from apiserver.controllers.ownership import Expectations, claim, controller_of, labels_of
 from apiserver.controllers.podstatus import (
@@ -43,7 +43,6 @@ __all__ = ["ReplicaSetController", "deletion_order", "pod_from_template", "repli
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_INDEX = "replicaset/namespace"
 # Most pods one reconcile creates or deletes (client-go's burstReplicas).
 BURST_REPLICAS = 500
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}

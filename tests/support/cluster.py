@@ -58,8 +58,33 @@ def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
 
+class NetnsCommands:
+    """Commands run beside a cluster inside its network namespace (``netns``), and
+    kubectl with its admin kubeconfig (``kubeconfig``)."""
+
+    netns: str
+    kubeconfig: Path
+
+    def run(self, *argv: str, check: bool = True, input: str | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["ip", "netns", "exec", self.netns, *argv], input=input,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: "
+                                 f"{result.stderr.strip()}")
+        return result
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return self.run(str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args,
+                        check=check, input=input, timeout=timeout)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+
 @dataclass
-class Cluster:
+class Cluster(NetnsCommands):
     """A running ``keelson up`` in ``netns``; ``run`` executes a command beside it."""
 
     netns: str
@@ -72,26 +97,9 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.data_dir / "admin.kubeconfig"
 
-    def run(self, *argv: str, check: bool = True, input: str | None = None,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["ip", "netns", "exec", self.netns, *argv], input=input,
-                                capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: "
-                                 f"{result.stderr.strip()}")
-        return result
-
     def popen(self, *argv: str) -> subprocess.Popen[str]:
         return subprocess.Popen(["ip", "netns", "exec", self.netns, *argv],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        return self.run(str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args,
-                        check=check, input=input, timeout=timeout)
-
-    def get(self, *args: str) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
     def curl(self, url: str, *, timeout: float = 2.0) -> subprocess.CompletedProcess[str]:
         return self.run("curl", "-sS", "--max-time", str(timeout), url, check=False,

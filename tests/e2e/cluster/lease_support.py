@@ -36,8 +36,8 @@ from apiserver.auth import pki
 from nodeagent.runtime.interface import LABEL_AGENT, LABEL_POD_NAMESPACE
 from tests.support.cluster import (
     KEELSON,
-    KUBECTL,
     PORT,
+    NetnsCommands,
     create_netns,
     delete_netns,
     stop_process,
@@ -49,7 +49,7 @@ LEASE_DURATION_SECONDS = 4
 
 
 @dataclass
-class LeaseCluster:
+class LeaseCluster(NetnsCommands):
     """``keelson apiserver`` and ``keelson agent`` in ``netns``, each its own process."""
 
     netns: str
@@ -67,23 +67,6 @@ class LeaseCluster:
     @property
     def agent_dir(self) -> Path:
         return self.data_dir / "agent"
-
-    def run(self, *argv: str, check: bool = True, input: str | None = None,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["ip", "netns", "exec", self.netns, *argv], input=input,
-                                capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: "
-                                 f"{result.stderr.strip()}")
-        return result
-
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        return self.run(str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args,
-                        check=check, input=input, timeout=timeout)
-
-    def get(self, *args: str) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.data_dir / f"{name}.log"
