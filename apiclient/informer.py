@@ -200,14 +200,9 @@ class Informer:
             namespace=self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
+            transform=self._prepare_listed,
         )
         items = listing.get("items") or []
-        # List items carry no kind/apiVersion on the wire; handlers get whole objects.
-        for index, item in enumerate(items):
-            item.setdefault("kind", self.resource.kind)
-            item.setdefault("apiVersion", self.resource.api_version)
-            if self.transform is not None:  # in place: each full item is freed at once
-                items[index] = self.transform(item)
         diff = self.store.replace(items)
         self._resource_version = (listing.get("metadata") or {}).get("resourceVersion", "")
         for obj in diff.added:
@@ -217,6 +212,12 @@ class Informer:
         for obj in diff.deleted:
             await self._dispatch("on_delete", obj)
         self._synced.set()
+
+    def _prepare_listed(self, item: dict) -> dict:
+        # List items carry no kind/apiVersion on the wire; handlers get whole objects.
+        item.setdefault("kind", self.resource.kind)
+        item.setdefault("apiVersion", self.resource.api_version)
+        return self.transform(item) if self.transform is not None else item
 
     async def _watch(self) -> bool:
         """One watch stream; True if it delivered at least one event."""

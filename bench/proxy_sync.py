@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from apiclient import resources
 from apiclient.client import ApiClient
+from apiclient.kubeconfig import load_kubeconfig
 from apiclient.testing import FakeApiServer
 from proxy import ProxyOptions, run_proxy
 from proxy.healthz import ProxyHealth
@@ -171,42 +172,100 @@ async def full_and_partial(
     return figures
 
 
-def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+async def _create_all(client: ApiClient, count: int) -> None:
+    """``count`` selector-less Services and their EndpointSlices, 32 writes in flight."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(count):
+        queue.put_nowait(index)
+
+    async def writer() -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            body = service(index)
+            del body["spec"]["clusterIP"]  # the apiserver allocates one
+            await client.create(resources.SERVICES, body, namespace="bench")
+            await client.create(resources.ENDPOINTSLICES, endpoint_slice(index), namespace="bench")
+
+    await asyncio.gather(*(writer() for _ in range(32)))
 
 
-async def memory(netns: str, count: int) -> None:
-    """Run in a fresh process: RSS after imports, after the objects an informer store
-    would hold (JSON-decoded, then slimmed by the proxy's informer transforms one by one,
-    as the informer does), and after a full and a partial sync."""
-    import orjson
+async def _wait_for_syncs(metrics_url: str, at_least: float, timeout: float = 120.0) -> float:
+    """Wait until the proxy's /metrics counts ``at_least`` syncs; returns the count."""
+    import aiohttp
 
-    from proxy import app  # noqa: F401  (what a real proxy process imports)
-    from proxy.objects import slim_endpoint_slice, slim_service
+    name = "kubeproxy_sync_proxy_rules_duration_seconds_count"
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(metrics_url) as response:
+                    text = await response.text()
+                for line in text.splitlines():
+                    if line.startswith(name) and float(line.split()[-1]) >= at_least:
+                        return float(line.split()[-1])
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"the proxy did not reach {at_least} syncs in {timeout} s")
 
-    figures = {"imports": rss_mb()}
-    services = [slim_service(orjson.loads(orjson.dumps(service(i)))) for i in range(count)]
-    slices = [
-        slim_endpoint_slice(orjson.loads(orjson.dumps(endpoint_slice(i)))) for i in range(count)
-    ]
-    figures["objects"] = rss_mb()
-    remove_all("legacy", netns=netns)
-    proxier = new_proxier(netns)
-    proxier.iptables = Iptables("legacy", netns=netns)
-    for obj in services:
-        proxier.on_service(None, obj)
-    for obj in slices:
-        proxier.on_endpoint_slice(None, obj)
-    assert await proxier.sync()
-    proxier.on_endpoint_slice(slices[0], slim_endpoint_slice(endpoint_slice(0, generation=1)))
-    assert await proxier.sync()
-    figures["synced"] = rss_mb()
-    remove_all("legacy", netns=netns)
+
+async def memory(count: int) -> None:
+    """RSS of a real ``keelson proxy`` process watching a real apiserver that holds
+    ``count`` Services and EndpointSlices (3 endpoints each): after its first full sync,
+    after a partial sync for one endpoint change, and after a periodic full resync.
+    Runs inside the benchmark's network namespace (``ip netns exec``), where the proxy
+    programs that namespace's netfilter and safety route only."""
+    from bench._util import free_port, rss_bytes, start_apiserver
+
+    with start_apiserver(extra_args=["--disable-controllers"]) as apiserver:
+        client = ApiClient(load_kubeconfig(apiserver.kubeconfig))
+        try:
+            await client.create(resources.NAMESPACES, {"metadata": {"name": "bench"}})
+            started = time.perf_counter()
+            await _create_all(client, count)
+            print(
+                f"created {count} Services + EndpointSlices through the apiserver in"
+                f" {time.perf_counter() - started:.1f} s"
+            )
+            port = free_port()
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            log = apiserver.data_dir / "proxy.log"
+            command = [
+                str(Path(sys.executable).with_name("keelson")), "proxy",
+                "--kubeconfig", str(apiserver.kubeconfig), "--node-name", "bench-node",
+                "--iptables-backend", "legacy", "--sync-period", "10",
+                "--metrics-bind-address", f"127.0.0.1:{port}",
+                "--healthz-bind-address", f"127.0.0.1:{free_port()}",
+            ]  # fmt: skip
+            with log.open("wb") as output:
+                proxy = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            try:
+                started = time.perf_counter()
+                syncs = await _wait_for_syncs(metrics_url, 1)
+                first = time.perf_counter() - started
+                after_first = rss_bytes(proxy.pid)
+                body = endpoint_slice(0, generation=1)
+                await client.patch(
+                    resources.ENDPOINTSLICES, body["metadata"]["name"],
+                    {"endpoints": body["endpoints"]}, namespace="bench",
+                )  # fmt: skip
+                syncs = await _wait_for_syncs(metrics_url, syncs + 1)
+                after_partial = rss_bytes(proxy.pid)
+                await _wait_for_syncs(metrics_url, syncs + 1, timeout=30)  # periodic full
+                after_full = rss_bytes(proxy.pid)
+                peak = psutil.Process(proxy.pid).memory_full_info()
+            finally:
+                proxy.terminate()
+                proxy.wait(timeout=10)
+        finally:
+            await client.close()
+    mb = 2**20
     print(
-        f"RSS at {count} Services: {figures['synced']:.1f} MB in all ="
-        f" {figures['imports']:.1f} MB interpreter and libraries"
-        f" + {figures['objects'] - figures['imports']:.1f} MB Service/EndpointSlice objects"
-        f" + {figures['synced'] - figures['objects']:.1f} MB proxier state"
+        f"keelson proxy RSS at {count} Services (started to first sync {first:.1f} s):"
+        f" {after_first / mb:.1f} MB after the first full sync,"
+        f" {after_partial / mb:.1f} MB after a partial sync,"
+        f" {after_full / mb:.1f} MB after a periodic full resync"
+        f" (USS {peak.uss / mb:.1f} MB)"
     )
 
 
@@ -261,14 +320,14 @@ async def main() -> None:
     parser.add_argument("--latency-changes", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-only", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--netns", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_only:
-        await memory(args.netns, args.memory_only)
+        await memory(args.memory_only)
         return
     sizes = [int(size) for size in args.sizes.split(",")]
     netns = f"kt-bench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
     try:
         print(f"iptables-legacy in namespace {netns}; 3 endpoints per Service")
         print(f"full sync, median of {args.repeats} runs from an empty namespace;")
@@ -293,7 +352,17 @@ async def main() -> None:
             f" ratio {figures['partial'] / figures['partial_floor']:.2f}"
         )
         subprocess.run(
-            [sys.executable, __file__, "--memory-only", str(max(sizes)), "--netns", netns],
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                sys.executable,
+                "-m",
+                "bench.proxy_sync",
+                "--memory-only",
+                str(max(sizes)),
+            ],
             check=True,
         )
         if args.latency_changes:

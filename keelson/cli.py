@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +32,9 @@ class UsageError(Exception):
 
 
 def keelson_version() -> str:
+    # Imported here: importlib.metadata costs ~2.7 MB resident, and only `version` needs it.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("keelson")
     except PackageNotFoundError:

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
+import json
 import logging
-import socket
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pyroute2 import IPRoute
 
 from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.informer import Informer
-from proxy import conntrack, objects, safety_route, sysctls
+from proxy import commands, conntrack, objects, sysctls
 from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app, serve
 from proxy.iptables.render import NodeInfo
 from proxy.iptables.restore import Iptables, detect_backend
@@ -36,19 +35,6 @@ log = logging.getLogger(__name__)
 
 # (client, resource, *, field_selector=None, transform=None) -> Informer
 InformerFactory = Callable[..., Any]
-
-
-def local_addresses(cidrs: tuple[str, ...], *, netns: str | None = None) -> tuple[str, ...]:
-    """This node's IPv4 addresses inside any of ``cidrs`` (the --nodeport-addresses filter)."""
-    networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
-    with IPRoute(netns=netns) as ipr:
-        found = {msg.get("IFA_ADDRESS") for msg in ipr.get_addr(family=socket.AF_INET)}
-    return tuple(
-        sorted(
-            (ip for ip in found if ip and any(ipaddress.ip_address(ip) in n for n in networks)),
-            key=ipaddress.ip_address,
-        )
-    )
 
 
 def node_info(
@@ -85,16 +71,33 @@ def _default_informer(
     return Informer(client, resource, field_selector=field_selector, transform=transform)
 
 
-async def prepare_node(options: ProxyOptions) -> str:
-    """Safety route, sysctls, backend choice: everything before the first rule."""
-    await asyncio.to_thread(safety_route.ensure, options.service_cidr, netns=options.netns)
+class NodeSetupError(Exception):
+    """The proxy could not prepare the node (safety route, addresses); the message says why."""
+
+
+async def _netlink_in_child(options: ProxyOptions) -> tuple[str, ...]:
+    """Safety route, then this node's addresses in --nodeport-addresses, done by
+    ``python -m proxy.netlink`` (this process never imports pyroute2: see proxy/netlink.py)."""
+    argv = [sys.executable, "-m", "proxy.netlink", "prepare", options.service_cidr,
+            *options.nodeport_addresses]  # fmt: skip
+    result = await commands.run(argv, netns=options.netns)
+    if not result.ok:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise NodeSetupError(lines[-1] if lines else f"{argv} exited {result.returncode}")
+    return tuple(json.loads(result.stdout)["addresses"])
+
+
+async def prepare_node(options: ProxyOptions) -> tuple[str, tuple[str, ...]]:
+    """Safety route, sysctls, backend choice: everything before the first rule. Returns
+    the iptables backend and the node addresses for NodePorts (empty: every address)."""
+    addresses = await _netlink_in_child(options)
     settings = sysctls.wanted(nodeport_localhost=options.nodeport_localhost)
     await asyncio.to_thread(
         sysctls.apply, settings, state_dir=options.state_dir, netns=options.netns
     )
     if options.iptables_backend:
-        return options.iptables_backend
-    return await asyncio.to_thread(detect_backend, netns=options.netns)
+        return options.iptables_backend, addresses
+    return await asyncio.to_thread(detect_backend, netns=options.netns), addresses
 
 
 async def run_proxy(
@@ -108,14 +111,8 @@ async def run_proxy(
     """Run the proxy until cancelled. ``registry``: serve metrics elsewhere (the agent)."""
     serve_metrics = registry is None and bool(options.metrics_bind_address)
     registry = registry if registry is not None else CollectorRegistry()
-    backend = await prepare_node(options)
+    backend, addresses = await prepare_node(options)
     log.info("service proxy: mode %s, iptables backend %s", options.mode, backend)
-
-    addresses: tuple[str, ...] = ()
-    if options.nodeport_addresses:  # resolved once: netlink calls block
-        addresses = await asyncio.to_thread(
-            local_addresses, options.nodeport_addresses, netns=options.netns
-        )
 
     def node_facts(node: Mapping[str, Any] | None) -> NodeInfo:
         return node_info(options, node, nodeport_addresses=addresses)

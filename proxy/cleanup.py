@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 
-from proxy import safety_route, sysctls
+from proxy import sysctls
 from proxy.iptables import restore
 from proxy.options import ProxyOptions
 
@@ -18,12 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def cleanup(options: ProxyOptions) -> None:
+    # Imported here, not at the top: proxy/__init__ exports cleanup, and the long-running
+    # proxy must not load pyroute2 (see proxy/netlink.py).
+    from proxy import netlink
+
     for backend in restore.BACKENDS:
         if shutil.which(restore.tool(backend, "restore")) is None:
             continue
         if restore.remove_all(backend, netns=options.netns):
             log.info("removed keelson proxy rules (%s)", backend)
-    if safety_route.remove(netns=options.netns):
-        log.info("removed interface %s", safety_route.INTERFACE)
+    if netlink.remove_safety_route(netns=options.netns):
+        log.info("removed interface %s", netlink.INTERFACE)
     if sysctls.restore(state_dir=options.state_dir, netns=options.netns):
         log.info("restored sysctls changed by the proxy")

@@ -174,7 +174,7 @@ async def start_proxier(node: TestNode, tmp_path: Path, **options) -> Proxier:
         netns=node.netns, state_dir=tmp_path, cluster_cidr=CLUSTER_CIDR, node_name="node-a",
         iptables_backend="legacy", **options,
     )  # fmt: skip
-    backend = await prepare_node(opts)
+    backend, _addresses = await prepare_node(opts)
     return Proxier(
         node=NodeInfo(name="node-a", cluster_cidr=CLUSTER_CIDR),
         iptables=Iptables(backend, netns=node.netns),

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from proxy.app import local_addresses
+from proxy.app import prepare_node
+from proxy.netlink import local_addresses
+from proxy.options import ProxyOptions
 from tests.functional.proxy.conftest import (
     CLIENT_IP,
     NODE_IP,
@@ -163,3 +165,16 @@ def test_nodeport_addresses_resolve_to_this_nodes_addresses(node):
         NODE_IP,
     )
     assert local_addresses(("192.0.2.0/24",), netns=node.netns) == ()
+
+
+async def test_prepare_node_does_its_netlink_work_in_a_child_process(node, tmp_path):
+    """The proxy resolves --nodeport-addresses and the safety route through
+    ``python -m proxy.netlink`` and never imports pyroute2 itself (~9 MB resident)."""
+    options = ProxyOptions(
+        netns=node.netns, state_dir=tmp_path, iptables_backend="legacy",
+        nodeport_addresses=("198.18.0.0/24",),
+    )  # fmt: skip
+    assert await prepare_node(options) == ("legacy", (NODE_IP,))
+    assert "10.96.0.0/12" in sh("ip", "route", "show", "dev", "keelson-svc0", netns=node.netns)
+    probe = "import sys, proxy.app; print('pyroute2' in sys.modules)"
+    assert sh(sys.executable, "-c", probe).strip() == "False"
