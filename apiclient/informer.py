@@ -20,7 +20,9 @@ Invariants:
   once, before it enters the store and before any handler sees it: listed items, watch
   events (deletes too), on every relist. A user that needs only a few fields (the service
   proxy at 10,000 Services) keeps only those; the store then holds nothing else. It must
-  keep metadata.name, namespace and resourceVersion (keys and the relist diff use them).
+  keep metadata.name, namespace and resourceVersion (keys and the relist diff use them),
+  or return another type and give `key_func` and `version_func` for it (None: objects
+  without a resourceVersion, which the relist diff compares by content).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from typing import Any
 
 from .client import ApiClient, WatchEvent
 from .errors import GoneError
+from .meta import object_key
 from .resources import Resource
-from .store import Store
+from .store import Store, resource_version
 
 __all__ = ["Informer"]
 
@@ -75,7 +78,9 @@ class Informer:
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
         watch_timeout: int = 300,
-        transform: Callable[[dict], dict] | None = None,
+        transform: Callable[[dict], Any] | None = None,
+        key_func: Callable[[Any], str] | None = None,
+        version_func: Callable[[Any], str | None] | None = resource_version,
     ):
         self.client = client
         self.resource = res
@@ -87,7 +92,11 @@ class Informer:
         self.backoff_max = backoff_max
         self.watch_timeout = watch_timeout
         self.transform = transform
-        self.store = Store(indexers=indexers)
+        self.store = Store(
+            indexers=indexers,
+            key_func=key_func or object_key,
+            version_func=version_func,
+        )
         self._handlers: list[_Handler] = []
         self._synced = asyncio.Event()
         self._resource_version = ""

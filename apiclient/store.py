@@ -9,12 +9,18 @@ returns a stale object.
 informer can tell handlers about objects that were added, changed or *vanished* while it
 was disconnected. An object counts as changed when its resourceVersion differs (or, with
 no resourceVersion, when its content differs): a relist does not re-announce unchanged ones.
+
+Objects are API dicts unless the informer's transform turns them into something else (the
+service proxy keeps compact records); ``key_func`` and ``version_func`` then say how to
+get the key and the resourceVersion of one (``version_func=None``: records without one,
+compared by content).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .meta import object_key
 
@@ -42,12 +48,8 @@ class StoreDiff:
         return bool(self.added or self.updated or self.deleted)
 
 
-def _changed(old: dict, new: dict) -> bool:
-    old_rv = (old.get("metadata") or {}).get("resourceVersion")
-    new_rv = (new.get("metadata") or {}).get("resourceVersion")
-    if old_rv and new_rv:
-        return old_rv != new_rv
-    return old != new
+def resource_version(obj: Mapping) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
 
 
 class Store:
@@ -55,9 +57,11 @@ class Store:
         self,
         *,
         indexers: Mapping[str, IndexFunc] | None = None,
-        key_func: Callable[[Mapping], str] = object_key,
+        key_func: Callable[[Any], str] = object_key,
+        version_func: Callable[[Any], str | None] | None = resource_version,
     ):
         self._key_func = key_func
+        self._version_func = version_func
         self._indexers = dict(indexers or {})
         self._objects: dict[str, dict] = {}
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
@@ -132,11 +136,19 @@ class Store:
             old = self.upsert(obj)
             if old is None:
                 diff.added.append(obj)
-            elif _changed(old, obj):
+            elif self._changed(old, obj):
                 diff.updated.append((old, obj))
         for key in [key for key in self._objects if key not in seen]:
             diff.deleted.append(self.delete(key))
         return diff
+
+    def _changed(self, old: Any, new: Any) -> bool:
+        if self._version_func is None:
+            return old != new
+        old_rv, new_rv = self._version_func(old), self._version_func(new)
+        if old_rv and new_rv:
+            return old_rv != new_rv
+        return old != new
 
     def _index(self, key: str, obj: dict) -> None:
         for name, func in self._indexers.items():

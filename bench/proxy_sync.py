@@ -41,6 +41,7 @@ from proxy.healthz import ProxyHealth
 from proxy.iptables.render import NodeInfo
 from proxy.iptables.restore import Iptables, remove_all
 from proxy.metrics import ProxyMetrics
+from proxy.objects import service_info, slice_info
 from proxy.proxier import Proxier
 
 NODE = NodeInfo(name="bench-node", cluster_cidr="10.244.0.0/16")
@@ -133,9 +134,9 @@ async def full_and_partial(
     for _ in range(repeats):
         remove_all("legacy", netns=netns)
         proxier = new_proxier(netns)
-        slices = [endpoint_slice(i) for i in range(count)]
+        slices = [slice_info(endpoint_slice(i)) for i in range(count)]
         for i in range(count):
-            proxier.on_service(None, service(i))
+            proxier.on_service(None, service_info(service(i)))
             proxier.on_endpoint_slice(None, slices[i])
         gc.collect()
         cpu_started, started = cpu_seconds(), time.perf_counter()
@@ -159,7 +160,7 @@ async def full_and_partial(
     assert await new_proxier_sync(proxier)  # back to a fully programmed state
     partial_times, floors = [], []
     for generation in range(1, 6):
-        current = endpoint_slice(count // 2, generation=generation)
+        current = slice_info(endpoint_slice(count // 2, generation=generation))
         proxier.on_endpoint_slice(slices[count // 2], current)
         slices[count // 2] = current
         started = time.perf_counter()

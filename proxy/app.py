@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -32,9 +32,6 @@ from proxy.options import ProxyOptions
 from proxy.proxier import Proxier
 
 log = logging.getLogger(__name__)
-
-# (client, resource, *, field_selector=None, transform=None) -> Informer
-InformerFactory = Callable[..., Any]
 
 
 def node_info(
@@ -59,16 +56,6 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", handle)
     return app
-
-
-def _default_informer(
-    client: ApiClient,
-    resource: resources.Resource,
-    *,
-    field_selector: str | None = None,
-    transform: Callable[[dict], dict] | None = None,
-) -> Informer:
-    return Informer(client, resource, field_selector=field_selector, transform=transform)
 
 
 class NodeSetupError(Exception):
@@ -105,7 +92,6 @@ async def run_proxy(
     client: ApiClient,
     *,
     registry: CollectorRegistry | None = None,
-    informer_factory: InformerFactory | None = None,
     retry_interval: float = 5.0,
 ) -> None:
     """Run the proxy until cancelled. ``registry``: serve metrics elsewhere (the agent)."""
@@ -131,12 +117,12 @@ async def run_proxy(
         delete_flows=functools.partial(conntrack.delete, netns=options.netns),
     )
 
-    make = informer_factory or _default_informer
-    # The stores keep only what rendering reads (proxy/objects.py): most of the memory at
-    # 10,000 Services is these objects.
-    services = make(client, resources.SERVICES, transform=objects.slim_service)
-    slices = make(client, resources.ENDPOINTSLICES, transform=objects.slim_endpoint_slice)
-    nodes = make(client, resources.NODES, field_selector=f"metadata.name={options.node_name}")
+    # The stores keep compact records of what rendering reads (proxy/objects.py): most of
+    # the memory at 10,000 Services is these.
+    records = {"key_func": objects.record_key, "version_func": None}
+    services = Informer(client, resources.SERVICES, transform=objects.service_info, **records)
+    slices = Informer(client, resources.ENDPOINTSLICES, transform=objects.slice_info, **records)
+    nodes = Informer(client, resources.NODES, field_selector=f"metadata.name={options.node_name}")
     services.add_handler(
         on_add=lambda obj: proxier.on_service(None, obj),
         on_update=proxier.on_service,

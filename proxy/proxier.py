@@ -9,8 +9,9 @@ Services they touch, and applies one iptables-restore transaction:
 * partial sync (otherwise): the top-level chains are rewritten whole, but only the changed
   Services' own chains are written or deleted.
 
-Rendered rules are cached per Service (without their chain lines), so a partial sync costs
-work proportional to the change plus the size of the top-level chains. Rendering is lazy:
+Each Service's top-level lines and chain names are cached (render.TopLevelRules; not its
+chain lines), so a partial sync costs work proportional to the change plus the size of the
+top-level chains. Rendering is lazy:
 iptables-restore parses the first Services while the next ones are rendered. Conntrack
 cleanup, health-check servers, metrics and /healthz are updated only after a successful
 apply.
@@ -21,22 +22,21 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from proxy import conntrack, heap, servicemodel, tracker
 from proxy.conntrack import StaleFlow, UdpTarget
 from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
 from proxy.iptables import render
-from proxy.iptables.render import NodeInfo, ServiceRules
+from proxy.iptables.render import NodeInfo, TopLevelRules
 from proxy.iptables.restore import CommandError, Iptables, RestoreError
 from proxy.metrics import ProxyMetrics
 from proxy.runner import CoalescingRunner
+from proxy.servicemodel import ServiceInfo, SliceInfo
 
 log = logging.getLogger(__name__)
 
-Obj = Mapping[str, Any]
 FlowDeleter = Callable[..., Awaitable[bool]]
 
 
@@ -82,11 +82,11 @@ class Proxier:
             retry_interval=retry_interval,
             clock=clock,
         )
-        self._services: dict[str, Obj] = {}
+        self._services: dict[str, ServiceInfo] = {}
         # service -> its slices; a tuple, not a dict by slice key: one small object per
         # Service (most have one slice) instead of a dict and a key string per slice.
-        self._slices: dict[str, tuple[Obj, ...]] = {}
-        self._rules: dict[str, ServiceRules] = {}
+        self._slices: dict[str, tuple[SliceInfo, ...]] = {}
+        self._rules: dict[str, TopLevelRules] = {}
         self._udp: dict[str, dict[str, UdpTarget]] = {}  # service -> port key -> target
         self._health_checks: dict[str, tuple[int, HealthCheck]] = {}
         self._pending_flows: set[StaleFlow] = set()
@@ -105,11 +105,11 @@ class Proxier:
         self.metrics.endpoint_changes_pending.set(self.slice_changes.pending())
         self.runner.request()
 
-    def on_service(self, previous: Obj | None, current: Obj | None) -> None:
+    def on_service(self, previous: ServiceInfo | None, current: ServiceInfo | None) -> None:
         if self.service_changes.update(previous, current):
             self._queued()
 
-    def on_endpoint_slice(self, previous: Obj | None, current: Obj | None) -> None:
+    def on_endpoint_slice(self, previous: SliceInfo | None, current: SliceInfo | None) -> None:
         if self.slice_changes.update(previous, current):
             self._queued()
 
@@ -131,15 +131,15 @@ class Proxier:
             else:
                 self._services[key] = current
         for key, (previous, current) in slices.changes.items():
-            if previous is not None and (owner := servicemodel.slice_service_key(previous)):
-                self._set_slice(owner, key, None)
-            if current is not None and (owner := servicemodel.slice_service_key(current)):
-                self._set_slice(owner, key, current)
+            if previous is not None and previous.service_key:
+                self._set_slice(previous.service_key, key, None)
+            if current is not None and current.service_key:
+                self._set_slice(current.service_key, key, current)
         return services.services | slices.services
 
-    def _set_slice(self, service: str, key: str, endpoint_slice: Obj | None) -> None:
+    def _set_slice(self, service: str, key: str, endpoint_slice: SliceInfo | None) -> None:
         """Replace (or, with None, remove) the slice ``key`` among ``service``'s slices."""
-        kept = tuple(s for s in self._slices.get(service, ()) if tracker.object_key(s) != key)
+        kept = tuple(s for s in self._slices.get(service, ()) if s.key != key)
         if endpoint_slice is not None:
             kept += (endpoint_slice,)
         if kept:
@@ -150,14 +150,13 @@ class Proxier:
     def _derive(self, key: str) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
         """UDP targets (for conntrack) and the health check of one Service."""
         service = self._services.get(key)
-        spec = (service or {}).get("spec") or {}
-        udp = any((p.get("protocol") or "TCP") == "UDP" for p in spec.get("ports") or ())
-        if service is None or not (udp or spec.get("healthCheckNodePort")):
+        ports = service.ports if service is not None else ()
+        if not any(p.protocol == "udp" or p.health_check_node_port for p in ports):
             return {}, None
         targets: dict[str, UdpTarget] = {}
         check = None
         slices = self._slices.get(key, ())
-        for port in servicemodel.service_ports(service):
+        for port in ports:
             endpoints = servicemodel.endpoints_for(port, slices)
             selection = servicemodel.select_endpoints(port, endpoints, node_name=self.node.name)
             if port.protocol == "udp":
@@ -168,7 +167,7 @@ class Proxier:
 
     def _render(
         self, keys: list[str], udp: _UdpChanges
-    ) -> Iterator[tuple[str, ServiceRules, str]]:
+    ) -> Iterator[tuple[str, TopLevelRules, str]]:
         """Render ``keys`` one by one, lazily (the restore stream pulls them), updating the
         per-Service caches as it goes and noting UDP endpoint changes for conntrack."""
         for key in keys:
@@ -179,14 +178,14 @@ class Proxier:
             if service is None:  # its slices stay until their own delete events
                 continue
             rules = render.render_service(service, self._slices.get(key, ()), self.node)
-            self._rules[key] = slim = rules.slim()
+            self._rules[key] = top_level = rules.top_level()
             targets, check = self._derive(key)
             if targets:
                 self._udp[key] = targets
                 udp.new.update(targets)
             if check:
                 self._health_checks[key] = check
-            yield key, slim, rules.chain_text
+            yield key, top_level, rules.chain_text
 
     async def _kernel_state(self) -> tuple[Collection[str], dict[str, list[str]] | None]:
         """Chains that may need deleting, and missing jump rules (None: not checked).
@@ -196,7 +195,7 @@ class Proxier:
         the chains known from our own writes are used, which keeps a periodic full sync
         close to the cost of iptables-restore alone."""
         if self._kernel_known and await self.iptables.canary_present():
-            return [chain for rules in self._rules.values() for chain in rules.chains], None
+            return [chain for rules in self._rules.values() for chain in rules.chain_names], None
         saved = await self.iptables.save()
         jumps = {table: render.missing_jumps(table, saved[table]) for table in ("nat", "filter")}
         return render.chain_names(saved["nat"]), jumps
@@ -212,11 +211,13 @@ class Proxier:
             if full:
                 candidates, jumps = await self._kernel_state()
                 keys = sorted(set(self._services) | set(self._rules))
-                unchanged: dict[str, ServiceRules] = {}
+                unchanged: dict[str, TopLevelRules] = {}
             else:
                 jumps = None
                 keys = sorted(changed)
-                candidates = {c for k in keys if k in self._rules for c in self._rules[k].chains}
+                candidates = {
+                    chain for k in keys if k in self._rules for chain in self._rules[k].chain_names
+                }
                 unchanged = {k: v for k, v in self._rules.items() if k not in changed}
             stream = render.stream_ruleset(
                 self._render(keys, udp), unchanged, self.node, delete_candidates=candidates,

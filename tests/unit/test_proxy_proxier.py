@@ -14,6 +14,7 @@ from proxy.healthz import ProxyHealth
 from proxy.iptables.render import NodeInfo
 from proxy.iptables.restore import RestoreError
 from proxy.metrics import ProxyMetrics
+from proxy.objects import service_info, slice_info
 from proxy.proxier import Proxier
 
 NODE = NodeInfo(name="node-a", cluster_cidr="10.244.0.0/16")
@@ -77,14 +78,16 @@ class FakeIptables:
 
 
 def service(name, ip, *, protocol="TCP", **spec):
-    return {
-        "metadata": {"namespace": "default", "name": name},
-        "spec": {
-            "clusterIP": ip,
-            "ports": [{"name": "p", "port": 80, "protocol": protocol}],
-            **spec,
-        },
-    }
+    return service_info(
+        {
+            "metadata": {"namespace": "default", "name": name},
+            "spec": {
+                "clusterIP": ip,
+                "ports": [{"name": "p", "port": 80, "protocol": protocol}],
+                **spec,
+            },
+        }
+    )
 
 
 def endpoint_slice(name, service_name, ips, *, protocol="TCP", when=None):
@@ -95,12 +98,14 @@ def endpoint_slice(name, service_name, ips, *, protocol="TCP", when=None):
     }
     if when:
         meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": when}
-    return {
-        "metadata": meta,
-        "addressType": "IPv4",
-        "ports": [{"name": "p", "port": 8080, "protocol": protocol}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
-    }
+    return slice_info(
+        {
+            "metadata": meta,
+            "addressType": "IPv4",
+            "ports": [{"name": "p", "port": 8080, "protocol": protocol}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+        }
+    )
 
 
 class Clock:

@@ -1,7 +1,9 @@
 """Golden rule text for the iptables renderer (proxy/iptables/render.py)."""
 
 from proxy.iptables import names
-from proxy.iptables.render import NodeInfo, render, render_service
+from proxy.iptables import render as renderer
+from proxy.iptables.render import NodeInfo
+from proxy.objects import service_info, slice_info
 
 NODE = NodeInfo(name="node-a", cluster_cidr="10.244.0.0/16")
 SVC = "KEEL-SVC-CDGGSHYLG3RE2FKL"  # default/web:http tcp
@@ -14,6 +16,16 @@ CLUSTER = (
     '-m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.10 --dport 80'
 )
 MASQ_OFF_CLUSTER = f"-A {SVC} {CLUSTER} ! -s 10.244.0.0/16 -j KEEL-MARK-MASQ"
+
+
+def render_service(svc, slices, node):
+    """render.render_service on the records the proxy's informers keep of these API dicts."""
+    return renderer.render_service(service_info(svc), [slice_info(s) for s in slices], node)
+
+
+def render(services, slices, node, **kwargs):
+    records = [service_info(s) for s in services], [slice_info(s) for s in slices]
+    return renderer.render(*records, node, **kwargs)
 
 
 def service(name="web", ports=None, status=None, **spec):

@@ -2,26 +2,27 @@
 
 import asyncio
 
+from proxy.objects import service_info, slice_info
 from proxy.runner import CoalescingRunner
 from proxy.tracker import endpoint_slice_tracker, service_tracker
 
 
 def svc(name, port=80, rv="1"):
-    return {
+    return service_info({
         "metadata": {"namespace": "default", "name": name, "resourceVersion": rv},
         "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": port}]},
-    }
+    })
 
 
 def eps(name, service, ips, when=None):
     meta = {"namespace": "default", "name": name, "labels": {"kubernetes.io/service-name": service}}
     if when:
         meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": when}
-    return {
+    return slice_info({
         "metadata": meta,
         "endpoints": [{"addresses": [ip]} for ip in ips],
         "ports": [{"port": 8080}],
-    }
+    })
 
 
 def test_merges_previous_and_current_per_key():

@@ -10,18 +10,29 @@ import pytest
 
 from proxy.app import prepare_node
 from proxy.netlink import local_addresses
+from proxy.objects import service_info, slice_info
 from proxy.options import ProxyOptions
 from tests.functional.proxy.conftest import (
     CLIENT_IP,
     NODE_IP,
     UDP_CLIENT,
-    endpoint_slice,
-    service,
     sh,
     start_proxier,
 )
+from tests.functional.proxy.conftest import endpoint_slice as api_endpoint_slice
+from tests.functional.proxy.conftest import service as api_service
 
 pytestmark = pytest.mark.root
+
+
+def service(*args, **kwargs):
+    """The proxy's record of a Service built by the conftest helper (what its informer
+    transform would store)."""
+    return service_info(api_service(*args, **kwargs))
+
+
+def endpoint_slice(*args, **kwargs):
+    return slice_info(api_endpoint_slice(*args, **kwargs))
 
 
 def hits(node, url, count, *, netns=None):
