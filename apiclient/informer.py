@@ -81,6 +81,7 @@ class Informer:
         transform: Callable[[dict], Any] | None = None,
         key_func: Callable[[Any], str] | None = None,
         version_func: Callable[[Any], str | None] | None = resource_version,
+        page_size: int = 500,
     ):
         self.client = client
         self.resource = res
@@ -92,6 +93,7 @@ class Informer:
         self.backoff_max = backoff_max
         self.watch_timeout = watch_timeout
         self.transform = transform
+        self.page_size = page_size  # items per LIST page (client-go's default is 500)
         self.store = Store(
             indexers=indexers,
             key_func=key_func or object_key,
@@ -210,6 +212,7 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             transform=self._prepare_listed,
+            page_size=self.page_size,
         )
         items = listing.get("items") or []
         diff = self.store.replace(items)

@@ -10,7 +10,9 @@ endpoints:
   * network programming latency p50/p99 for endpoint changes made through an API server
     (apiclient's in-memory fake; the real apiserver is not wired here yet) at 1,000
     Services, with the default --min-sync-period 1 s;
-  * RSS of this process (the proxier and its caches included) at the largest N.
+  * RSS of a real ``keelson proxy`` process watching a real ``keelson apiserver`` that holds
+    the largest N Services and EndpointSlices (both run inside the namespace), after its
+    first full sync, a partial sync and a periodic full resync.
 
 Run as root: .venv/bin/python bench/proxy_sync.py [--sizes 1000,5000,10000]
 """

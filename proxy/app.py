@@ -118,8 +118,11 @@ async def run_proxy(
     )
 
     # The stores keep compact records of what rendering reads (proxy/objects.py): most of
-    # the memory at 10,000 Services is these.
-    records = {"key_func": objects.record_key, "version_func": None}
+    # the memory at 10,000 Services is these. Lists come in pages of 100, not client-go's
+    # 500: each page of whole objects is garbage once transformed, and the records made
+    # meanwhile pin the heap it used (measured: 2.5 MB less RSS at 10,000 Services for
+    # 80 more LIST requests at start).
+    records = {"key_func": objects.record_key, "version_func": None, "page_size": 100}
     services = Informer(client, resources.SERVICES, transform=objects.service_info, **records)
     slices = Informer(client, resources.ENDPOINTSLICES, transform=objects.slice_info, **records)
     nodes = Informer(client, resources.NODES, field_selector=f"metadata.name={options.node_name}")

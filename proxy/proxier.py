@@ -9,9 +9,12 @@ Services they touch, and applies one iptables-restore transaction:
 * partial sync (otherwise): the top-level chains are rewritten whole, but only the changed
   Services' own chains are written or deleted.
 
-Each Service's top-level lines and chain names are cached (render.TopLevelRules; not its
-chain lines), so a partial sync costs work proportional to the change plus the size of the
-top-level chains. Rendering is lazy:
+Per Service only a tiny shared state is kept between syncs (render.ServiceState: which
+ports have endpoints, the rule count); the top-level chains are rewritten whole from the
+records and these states at every sync, as kube-proxy does, and the chains a changed
+Service no longer wants are found by rendering its previous records again. So a partial
+sync costs work proportional to the change plus the size of the top-level chains, and the
+proxier holds no rule text between syncs. Rendering is lazy:
 iptables-restore parses the first Services while the next ones are rendered. Conntrack
 cleanup, health-check servers, metrics and /healthz are updated only after a successful
 apply.
@@ -29,7 +32,7 @@ from proxy import conntrack, heap, servicemodel, tracker
 from proxy.conntrack import StaleFlow, UdpTarget
 from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
 from proxy.iptables import render
-from proxy.iptables.render import NodeInfo, TopLevelRules
+from proxy.iptables.render import NodeInfo, ServiceRules, ServiceState
 from proxy.iptables.restore import CommandError, Iptables, RestoreError
 from proxy.metrics import ProxyMetrics
 from proxy.runner import CoalescingRunner
@@ -86,14 +89,15 @@ class Proxier:
         # service -> its slices; a tuple, not a dict by slice key: one small object per
         # Service (most have one slice) instead of a dict and a key string per slice.
         self._slices: dict[str, tuple[SliceInfo, ...]] = {}
-        self._rules: dict[str, TopLevelRules] = {}
+        self._states: dict[str, ServiceState] = {}
         self._udp: dict[str, dict[str, UdpTarget]] = {}  # service -> port key -> target
         self._health_checks: dict[str, tuple[int, HealthCheck]] = {}
         self._pending_flows: set[StaleFlow] = set()
         self._pending_triggers: list[float] = []
         self._needs_full = True
-        # True while the kernel holds exactly the per-service chains in self._rules (since
-        # the last successful sync); their names are not kept a second time.
+        # True while the kernel holds exactly the per-service chains of the records last
+        # rendered (since the last successful sync), so stale chains can be derived from the
+        # previous records instead of read from the kernel.
         self._kernel_known = False
         self._last_full = -math.inf
         self.last_sync_was_full: bool | None = None
@@ -118,13 +122,18 @@ class Proxier:
         if node != self.node:
             self.node = node
             self._needs_full = True
+            self._kernel_known = False  # chains rendered for the old facts: read the kernel
             self._queued()
 
     # --- the sync ----------------------------------------------------------------------------
-    def _absorb(self) -> set[str]:
+    def _absorb(self) -> tuple[set[str], set[str]]:
+        """Apply the tracked changes to the records; returns the Services they touch and
+        the chains those Services had before (candidates for deletion)."""
         services = self.service_changes.drain()
         slices = self.slice_changes.drain()
         self._pending_triggers += slices.trigger_times
+        touched = services.services | slices.services
+        previous_chains = {chain for key in touched for chain in self._chains_of(key)}
         for key, (_previous, current) in services.changes.items():
             if current is None:
                 self._services.pop(key, None)
@@ -135,7 +144,14 @@ class Proxier:
                 self._set_slice(previous.service_key, key, None)
             if current is not None and current.service_key:
                 self._set_slice(current.service_key, key, current)
-        return services.services | slices.services
+        return touched, previous_chains
+
+    def _chains_of(self, key: str) -> tuple[str, ...]:
+        """The chains the current records of Service ``key`` render to (before a change)."""
+        service = self._services.get(key)
+        if service is None or key not in self._states:
+            return ()
+        return render.render_service(service, self._slices.get(key, ()), self.node).chains
 
     def _set_slice(self, service: str, key: str, endpoint_slice: SliceInfo | None) -> None:
         """Replace (or, with None, remove) the slice ``key`` among ``service``'s slices."""
@@ -165,37 +181,45 @@ class Proxier:
                 check = (port.health_check_node_port, HealthCheck(key, len(selection.local)))
         return targets, check
 
-    def _render(
-        self, keys: list[str], udp: _UdpChanges
-    ) -> Iterator[tuple[str, TopLevelRules, str]]:
+    def _render(self, keys: list[str], udp: _UdpChanges) -> Iterator[ServiceRules]:
         """Render ``keys`` one by one, lazily (the restore stream pulls them), updating the
-        per-Service caches as it goes and noting UDP endpoint changes for conntrack."""
+        per-Service states as it goes and noting UDP endpoint changes for conntrack."""
         for key in keys:
-            self._rules.pop(key, None)
+            self._states.pop(key, None)
             udp.old.update(self._udp.pop(key, {}))
             self._health_checks.pop(key, None)
             service = self._services.get(key)
             if service is None:  # its slices stay until their own delete events
                 continue
             rules = render.render_service(service, self._slices.get(key, ()), self.node)
-            self._rules[key] = top_level = rules.top_level()
+            self._states[key] = rules.state
             targets, check = self._derive(key)
             if targets:
                 self._udp[key] = targets
                 udp.new.update(targets)
             if check:
                 self._health_checks[key] = check
-            yield key, top_level, rules.chain_text
+            yield rules
 
-    async def _kernel_state(self) -> tuple[Collection[str], dict[str, list[str]] | None]:
+    def _rendered_services(self) -> list[tuple[ServiceInfo, ServiceState]]:
+        """Every rendered Service with its state, in key order (the top-level chains)."""
+        return [
+            (service, state)
+            for key, state in sorted(self._states.items())  # keys are unique: states never compared
+            if (service := self._services.get(key)) is not None
+        ]
+
+    async def _kernel_state(
+        self, previous_chains: set[str]
+    ) -> tuple[Collection[str], dict[str, list[str]] | None]:
         """Chains that may need deleting, and missing jump rules (None: not checked).
 
-        The kernel is read (one iptables-save) only at start, after a
-        failure, or when the canary chain is gone (someone flushed the tables); otherwise
-        the chains known from our own writes are used, which keeps a periodic full sync
-        close to the cost of iptables-restore alone."""
+        The kernel is read (one iptables-save) only at start, after a failure, after new
+        node facts, or when the canary chain is gone (someone flushed the tables);
+        otherwise the only chains that can be stale are those the changed Services had
+        before, which keeps a periodic full sync close to the cost of iptables-restore."""
         if self._kernel_known and await self.iptables.canary_present():
-            return [chain for rules in self._rules.values() for chain in rules.chain_names], None
+            return previous_chains, None
         saved = await self.iptables.save()
         jumps = {table: render.missing_jumps(table, saved[table]) for table in ("nat", "filter")}
         return render.chain_names(saved["nat"]), jumps
@@ -203,25 +227,21 @@ class Proxier:
     async def sync(self) -> bool:
         """One run: render what changed (or everything) and apply it; False on failure."""
         started, wall_started = self._clock(), self._wall_clock()
-        changed = self._absorb()
+        changed, previous_chains = self._absorb()
         full = self._needs_full or started - self._last_full >= self.sync_period
         udp = _UdpChanges()
         summary = render.StreamSummary()
         try:
             if full:
-                candidates, jumps = await self._kernel_state()
-                keys = sorted(set(self._services) | set(self._rules))
-                unchanged: dict[str, TopLevelRules] = {}
+                candidates, jumps = await self._kernel_state(previous_chains)
+                keys = sorted(set(self._services) | set(self._states))
             else:
-                jumps = None
+                candidates, jumps = previous_chains, None
                 keys = sorted(changed)
-                candidates = {
-                    chain for k in keys if k in self._rules for chain in self._rules[k].chain_names
-                }
-                unchanged = {k: v for k, v in self._rules.items() if k not in changed}
             stream = render.stream_ruleset(
-                self._render(keys, udp), unchanged, self.node, delete_candidates=candidates,
-                jumps=jumps, canary=jumps is not None, summary=summary,
+                self._render(keys, udp), self._rendered_services, self.node,
+                delete_candidates=candidates, jumps=jumps, canary=jumps is not None,
+                summary=summary,
             )  # fmt: skip
             await self.iptables.restore(stream)
         except (RestoreError, CommandError, OSError) as error:

@@ -21,9 +21,11 @@ deleted only if it is one of ours (names.is_per_service_chain) and no longer wan
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from proxy import servicemodel
 from proxy.iptables import names
@@ -43,60 +45,62 @@ class NodeInfo:
     masquerade_all: bool = False
 
 
+class PortState(NamedTuple):
+    """What a port's lines in the top-level chains depend on besides the port itself."""
+
+    has_endpoints: bool  # usable endpoints exist anywhere (else REJECT)
+    has_internal: bool  # the internal traffic policy leaves endpoints for cluster IP traffic
+    has_external: bool  # the external traffic policy leaves endpoints for external traffic
+
+
+class ServiceState(NamedTuple):
+    """What the proxier keeps per Service between syncs: its ports' states and the number
+    of rules in its own chains. Every sync rewrites the top-level chains whole, from the
+    Service records and these states (``top_level_rules``), as kube-proxy does; only the
+    changed Services' own chains are rendered again in a partial sync. Equal states are one
+    shared object (``_shared_state``), so 10,000 Services cost a dict entry each."""
+
+    ports: tuple[PortState, ...]
+    chain_rule_count: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_state(ports: tuple[PortState, ...], chain_rule_count: int) -> ServiceState:
+    return ServiceState(ports, chain_rule_count)
+
+
+_NO_STATE = ServiceState((), 0)
+
+
 @dataclass(frozen=True)
-class ServiceRules:
-    """The rendered rules of one Service (all of its ports)."""
+class TopLevelRules:
+    """Lines of the top-level chains (of one Service, or of all of them)."""
 
     nat_services: tuple[str, ...] = ()
     nat_nodeports: tuple[str, ...] = ()
     filter_services: tuple[str, ...] = ()
     filter_external: tuple[str, ...] = ()
     filter_nodeports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceRules(TopLevelRules):
+    """The rendered rules of one Service (all of its ports)."""
+
     chains: tuple[str, ...] = ()  # nat chains owned by this Service
     # The "-A" lines of those chains, as one string: they are the bulk of the rules and
     # short-lived, and one allocation per Service instead of one per line keeps the small-
     # object heap from fragmenting (measured: ~30 MB less RSS at 10,000 Services).
     chain_text: str = ""
-    chain_rule_count: int = 0  # lines in chain_text
+    state: ServiceState = _NO_STATE
 
     @property
     def chain_rules(self) -> tuple[str, ...]:
         return tuple(self.chain_text.splitlines())
 
-    def top_level(self) -> TopLevelRules:
-        """What a cache keeps of these rules between syncs (see TopLevelRules)."""
-        return TopLevelRules(
-            "\n".join(self.nat_services), "\n".join(self.nat_nodeports),
-            "\n".join(self.filter_services), "\n".join(self.filter_external),
-            "\n".join(self.filter_nodeports), " ".join(self.chains), self.chain_rule_count,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)  # slots: 10,000 of them stay cached
-class TopLevelRules:
-    """One Service's lines in the top-level chains and the names of its own chains: what
-    the proxier keeps per Service, as every sync rewrites the top-level chains whole while
-    a partial sync writes only the changed Services' chains.
-
-    Each group of lines is one newline-joined string (empty: none) and the chain names one
-    space-joined string: at 10,000 Services that is ~3 MB less than tuples of strings.
-    """
-
-    nat_services: str = ""
-    nat_nodeports: str = ""
-    filter_services: str = ""
-    filter_external: str = ""
-    filter_nodeports: str = ""
-    chains: str = ""
-    chain_rule_count: int = 0
-
     @property
-    def chain_names(self) -> list[str]:
-        return self.chains.split()
-
-
-def _line_count(text: str) -> int:
-    return text.count("\n") + 1 if text else 0
+    def chain_rule_count(self) -> int:
+        return self.state.chain_rule_count
 
 
 @dataclass(frozen=True)
@@ -145,20 +149,19 @@ def _endpoint_rules(
     return lines
 
 
-def _render_port(port: ServicePort, endpoints: list[Endpoint], node: NodeInfo) -> ServiceRules:
-    selection = servicemodel.select_endpoints(port, endpoints, node_name=node.name)
+def _port_state(port: ServicePort, selection: servicemodel.EndpointSelection) -> PortState:
+    has_endpoints = selection.has_any
+    has_internal = bool(selection.local) if port.internal_local else has_endpoints
+    has_external = bool(selection.local) if port.external_local else has_endpoints
+    return PortState(has_endpoints, has_internal, has_external)
+
+
+def _port_top_level(port: ServicePort, state: PortState, node: NodeInfo, out: _TopLines) -> None:
+    """Append ``port``'s lines in the top-level chains to ``out``."""
     key, proto = port.key, port.protocol
     svc_chain, svl_chain, ext_chain = names.port_chains(key, proto)
-    seps = {ep.address: names.endpoint_chain(key, proto, ep.address) for ep in selection.reachable}
-    has_endpoints = selection.has_any
-
-    internal_chain, has_internal = svc_chain, has_endpoints
-    if port.internal_local:
-        internal_chain, has_internal = svl_chain, bool(selection.local)
-    external_policy_chain, has_external = svc_chain, has_endpoints
-    if port.external_local:
-        external_policy_chain, has_external = svl_chain, bool(selection.local)
-
+    has_endpoints, has_internal, has_external = state
+    internal_chain = svl_chain if port.internal_local else svc_chain
     internal_filter = external_filter = ("", "")
     if not has_endpoints:
         internal_filter = external_filter = ("REJECT", f"{key} has no endpoints")
@@ -169,23 +172,15 @@ def _render_port(port: ServicePort, endpoints: list[Endpoint], node: NodeInfo) -
             external_filter = ("DROP", f"{key} has no local endpoints")
 
     match = f"-m {proto} -p {proto}"
-    nat_services: list[str] = []
-    nat_nodeports: list[str] = []
-    filter_services: list[str] = []
-    filter_external: list[str] = []
-    filter_nodeports: list[str] = []
-    chains: list[str] = []
-    rules: list[str] = []
-
     cluster_match = f"{match} -d {port.cluster_ip} --dport {port.port}"
     if has_internal:
-        nat_services.append(
+        out.nat_services.append(
             f"-A {names.SERVICES} {_comment(f'{key} cluster IP')} {cluster_match}"
             f" -j {internal_chain}"
         )
     else:
         target, comment = internal_filter
-        filter_services.append(
+        out.filter_services.append(
             f"-A {names.SERVICES} {_comment(comment)} {cluster_match} -j {target}"
         )
 
@@ -196,33 +191,51 @@ def _render_port(port: ServicePort, endpoints: list[Endpoint], node: NodeInfo) -
         for address in addresses:
             ip_match = f"{match} -d {address} --dport {port.port}"
             if has_endpoints:
-                nat_services.append(
+                out.nat_services.append(
                     f"-A {names.SERVICES} {_comment(f'{key} {kind}')} {ip_match} -j {ext_chain}"
                 )
             if not has_external:
                 target, comment = external_filter
-                filter_external.append(
+                out.filter_external.append(
                     f"-A {names.EXTERNAL_SERVICES} {_comment(comment)} {ip_match} -j {target}"
                 )
 
     if port.node_port:
         if has_endpoints:
-            nat_nodeports.append(
+            out.nat_nodeports.append(
                 f"-A {names.NODEPORTS} {_comment(key)} {match} --dport {port.node_port}"
                 f" -j {ext_chain}"
             )
         if not has_external:
             target, comment = external_filter
-            filter_external.append(
+            out.filter_external.append(
                 f"-A {names.EXTERNAL_SERVICES} {_comment(comment)} -m addrtype --dst-type LOCAL"
                 f" {match} --dport {port.node_port} -j {target}"
             )
 
     if port.health_check_node_port:
-        filter_nodeports.append(
+        out.filter_nodeports.append(
             f"-A {names.NODEPORTS} {_comment(f'{key} health check node port')}"
             f" -m tcp -p tcp --dport {port.health_check_node_port} -j ACCEPT"
         )
+
+
+def _port_chains(
+    port: ServicePort,
+    selection: servicemodel.EndpointSelection,
+    state: PortState,
+    node: NodeInfo,
+    chains: list[str],
+    rules: list[str],
+) -> None:
+    """Append ``port``'s own chains (names to ``chains``, "-A" lines to ``rules``)."""
+    key, proto = port.key, port.protocol
+    svc_chain, svl_chain, ext_chain = names.port_chains(key, proto)
+    seps = {ep.address: names.endpoint_chain(key, proto, ep.address) for ep in selection.reachable}
+    has_endpoints, has_internal, has_external = state
+    internal_chain = svl_chain if port.internal_local else svc_chain
+    external_policy_chain = svl_chain if port.external_local else svc_chain
+    cluster_match = f"-m {proto} -p {proto} -d {port.cluster_ip} --dport {port.port}"
 
     if has_internal:
         if node.masquerade_all:
@@ -269,6 +282,7 @@ def _render_port(port: ServicePort, endpoints: list[Endpoint], node: NodeInfo) -
         rules.extend(_endpoint_rules(port, svl_chain, selection.local, seps))
 
     key_comment = _comment(key)
+    match = f"-m {proto} -p {proto}"
     for ep in selection.reachable:
         address = ep.address
         sep = seps[address]
@@ -277,16 +291,38 @@ def _render_port(port: ServicePort, endpoints: list[Endpoint], node: NodeInfo) -
         affinity = f" -m recent --name {sep} --set" if port.affinity_seconds else ""
         rules.append(f"-A {sep} {key_comment}{affinity} {match} -j DNAT --to-destination {address}")
 
-    return ServiceRules(
-        nat_services=tuple(nat_services),
-        nat_nodeports=tuple(nat_nodeports),
-        filter_services=tuple(filter_services),
-        filter_external=tuple(filter_external),
-        filter_nodeports=tuple(filter_nodeports),
-        chains=tuple(chains),
-        chain_text="\n".join(rules),
-        chain_rule_count=len(rules),
-    )
+
+@dataclass
+class _TopLines:
+    """Top-level lines being collected (lists; TopLevelRules is the frozen result)."""
+
+    nat_services: list[str]
+    nat_nodeports: list[str]
+    filter_services: list[str]
+    filter_external: list[str]
+    filter_nodeports: list[str]
+
+    @classmethod
+    def empty(cls) -> _TopLines:
+        return cls([], [], [], [], [])
+
+    def frozen(self) -> TopLevelRules:
+        return TopLevelRules(
+            tuple(self.nat_services), tuple(self.nat_nodeports), tuple(self.filter_services),
+            tuple(self.filter_external), tuple(self.filter_nodeports),
+        )  # fmt: skip
+
+
+def top_level_rules(
+    services: Iterable[tuple[ServiceInfo, ServiceState]], node: NodeInfo
+) -> TopLevelRules:
+    """The top-level lines of these Services (in this order), from their records and the
+    states their last rendering left."""
+    out = _TopLines.empty()
+    for service, state in services:
+        for port, port_state in zip(service.ports, state.ports, strict=True):
+            _port_top_level(port, port_state, node, out)
+    return out.frozen()
 
 
 def render_service(
@@ -294,24 +330,24 @@ def render_service(
 ) -> ServiceRules:
     """All rules of one Service given the EndpointSlices that belong to it."""
     slices = list(slices)
-    parts = [
-        _render_port(port, servicemodel.endpoints_for(port, slices), node)
-        for port in service.ports
-    ]
-    if not parts:
-        return ServiceRules()
-    if len(parts) == 1:
-        return parts[0]
-    merged = {
-        field: tuple(line for part in parts for line in getattr(part, field))
-        for field in ServiceRules.__dataclass_fields__
-        if field not in ("chain_text", "chain_rule_count")
-    }
+    top = _TopLines.empty()
+    chains: list[str] = []
+    rules: list[str] = []
+    states = []
+    for port in service.ports:
+        endpoints = servicemodel.endpoints_for(port, slices)
+        selection = servicemodel.select_endpoints(port, endpoints, node_name=node.name)
+        state = _port_state(port, selection)
+        states.append(state)
+        _port_top_level(port, state, node, top)
+        _port_chains(port, selection, state, node, chains, rules)
+    frozen = top.frozen()
     return ServiceRules(
-        **merged,
-        chain_text="\n".join(part.chain_text for part in parts if part.chain_text),
-        chain_rule_count=sum(part.chain_rule_count for part in parts),
-    )
+        frozen.nat_services, frozen.nat_nodeports, frozen.filter_services,
+        frozen.filter_external, frozen.filter_nodeports,
+        chains=tuple(chains), chain_text="\n".join(rules),
+        state=_shared_state(tuple(states), len(rules)),
+    )  # fmt: skip
 
 
 def _nodeports_jumps(node: NodeInfo) -> list[str]:
@@ -416,13 +452,12 @@ class StreamSummary:
 
     nat_rules: int = 0  # rules of the whole desired state, per table
     filter_rules: int = 0
-    chains: frozenset[str] = frozenset()  # every per-service chain of the desired state
     deleted: tuple[str, ...] = ()
 
 
 def stream_ruleset(
-    written: Iterable[tuple[str, TopLevelRules, str]],
-    unchanged: Mapping[str, TopLevelRules],
+    written: Iterable[ServiceRules],
+    services: Callable[[], Iterable[tuple[ServiceInfo, ServiceState]]],
     node: NodeInfo,
     *,
     delete_candidates: Iterable[str] = (),
@@ -432,105 +467,63 @@ def stream_ruleset(
 ) -> Iterator[str]:
     """iptables-restore input (for --noflush), as chunks to be joined by newlines.
 
-    ``written``: the Services whose own chains are (re)written, in order, as (key, top-level
-    rules, chain text): the caller caches the top-level rules, so none is built twice. It is
-    consumed lazily, so a caller can render each Service while iptables-restore already
-    parses the previous ones (parsing is most of iptables-restore's time). ``unchanged``:
-    the other Services; only their top-level lines are needed. The nat table comes first and
-    each written Service's chains are declared right before their rules; the top-level
-    chains are always rewritten whole, after. ``delete_candidates``: chains to delete unless
-    still wanted; only our per-service chains are ever deleted. ``jumps``: extra lines per
-    table (missing_jumps); ``canary``: (re)create the canary chain. A chunk may hold several
-    lines; none is empty.
+    ``written``: the rules of the Services whose own chains are (re)written, in order. It
+    is consumed lazily, so a caller can render each Service while iptables-restore already
+    parses the previous ones (parsing is most of iptables-restore's time). ``services``:
+    called once ``written`` is consumed, every Service of the desired state with its state,
+    in order; the top-level chains are always rewritten whole from them, after the written
+    chains. The nat table comes first and each written Service's chains are declared right
+    before their rules. ``delete_candidates``: chains to delete unless a written Service
+    still wants them; only our per-service chains are ever deleted, and a candidate must
+    be a chain of a written Service or of none (chain names embed the Service's key, so no
+    other Service can want it). ``jumps``: extra lines per table (missing_jumps);
+    ``canary``: (re)create the canary chain. A chunk may hold several lines; none is empty.
     """
     jumps = jumps or {}
-    top: dict[str, TopLevelRules] = dict(unchanged)
+    wanted: set[str] = set()
     yield "*nat"
     yield from (f":{chain} - [0:0]" for chain in names.NAT_TOP_CHAINS)
-    for key, rules, chain_text in written:
-        top[key] = rules
-        yield from (f":{chain} - [0:0]" for chain in rules.chain_names)
-        if chain_text:
-            yield chain_text
-    keys = sorted(top)
-    wanted = frozenset(chain for key in keys for chain in top[key].chain_names)
+    for rules in written:
+        wanted.update(rules.chains)
+        yield from (f":{chain} - [0:0]" for chain in rules.chains)
+        if rules.chain_text:
+            yield rules.chain_text
     doomed = sorted(
         {c for c in delete_candidates if names.is_per_service_chain(c) and c not in wanted}
     )
     yield from (f":{chain} - [0:0]" for chain in doomed)
-
-    def group(field: str) -> list[str]:
-        return [text for key in keys if (text := getattr(top[key], field))]
-
+    everything = list(services())
+    top = top_level_rules(everything, node)
     nat_static = _static_nat_rules()
-    nat_services = group("nat_services") + _nodeports_jumps(node)
-    nat_nodeports = group("nat_nodeports")
+    nat_services = [*top.nat_services, *_nodeports_jumps(node)]
     yield from nat_static
     yield from nat_services
-    yield from nat_nodeports
+    yield from top.nat_nodeports
     yield from (f"-X {chain}" for chain in doomed)
     yield from jumps.get("nat", [])
     yield "COMMIT"
 
     filter_static = _static_filter_rules(node)
-    filter_groups = [group(field) for field in _FILTER_FIELDS]
     yield "*filter"
     yield from (f":{chain} - [0:0]" for chain in names.FILTER_TOP_CHAINS)
     if canary:
         yield f":{names.CANARY} - [0:0]"
     yield from filter_static
-    for lines in filter_groups:
-        yield from lines
+    yield from top.filter_services
+    yield from top.filter_external
+    yield from top.filter_nodeports
     yield from jumps.get("filter", [])
     yield "COMMIT"
     yield ""  # the input ends with a newline
 
     if summary is not None:
-        nat_chunks = (*nat_static, *nat_services, *nat_nodeports)
-        summary.nat_rules = sum(map(_line_count, nat_chunks))
-        summary.nat_rules += sum(top[k].chain_rule_count for k in keys)
-        summary.filter_rules = len(filter_static) + sum(
-            _line_count(text) for lines in filter_groups for text in lines
-        )
-        summary.chains = wanted
+        summary.nat_rules = len(nat_static) + len(nat_services) + len(top.nat_nodeports)
+        summary.nat_rules += sum(state.chain_rule_count for _service, state in everything)
+        summary.filter_rules = (
+            len(filter_static) + len(top.filter_services) + len(top.filter_external)
+            + len(top.filter_nodeports)
+        )  # fmt: skip
         summary.deleted = tuple(doomed)
-
-
-_FILTER_FIELDS = ("filter_services", "filter_external", "filter_nodeports")
-
-
-def assemble(
-    rules: Mapping[str, ServiceRules],
-    node: NodeInfo,
-    *,
-    write_chains_of: Collection[str] | None = None,
-    delete_chains: Iterable[str] = (),
-    jumps: Mapping[str, list[str]] | None = None,
-    canary: bool = False,
-) -> Ruleset:
-    """The whole restore input at once (``stream_ruleset`` over a mapping of rules).
-
-    ``write_chains_of``: keys of the Services whose own chains are (re)written; None means
-    all of them (a full sync).
-    """
-
-    def is_written(key: str) -> bool:
-        return write_chains_of is None or key in write_chains_of
-
-    written = [
-        (key, rules[key].top_level(), rules[key].chain_text)
-        for key in sorted(rules)
-        if is_written(key)
-    ]
-    unchanged = {key: value.top_level() for key, value in rules.items() if not is_written(key)}
-    summary = StreamSummary()
-    chunks = list(
-        stream_ruleset(
-            written, unchanged, node, delete_candidates=delete_chains, jumps=jumps,
-            canary=canary, summary=summary,
-        )
-    )  # fmt: skip
-    return Ruleset(chunks=chunks, nat_rules=summary.nat_rules, filter_rules=summary.filter_rules)
 
 
 def group_slices(endpoint_slices: Iterable[SliceInfo]) -> dict[str, list[SliceInfo]]:
@@ -550,7 +543,17 @@ def render(
     changed: Collection[str] | None = None,
     delete_chains: Iterable[str] = (),
 ) -> Ruleset:
-    """Full (``changed`` None) or partial restore input for Services and their slices."""
+    """Full (``changed`` None) or partial restore input for Services and their slices,
+    all at once (tests, the benchmark; the proxier streams ``stream_ruleset`` itself)."""
     grouped = group_slices(endpoint_slices)
-    rules = {svc.key: render_service(svc, grouped.get(svc.key, ()), node) for svc in services}
-    return assemble(rules, node, write_chains_of=changed, delete_chains=delete_chains)
+    records = sorted(services, key=lambda svc: svc.key)
+    rules = {svc.key: render_service(svc, grouped.get(svc.key, ()), node) for svc in records}
+    written = [rules[svc.key] for svc in records if changed is None or svc.key in changed]
+    summary = StreamSummary()
+    chunks = list(
+        stream_ruleset(
+            written, lambda: [(svc, rules[svc.key].state) for svc in records], node,
+            delete_candidates=delete_chains, summary=summary,
+        )
+    )  # fmt: skip
+    return Ruleset(chunks=chunks, nat_rules=summary.nat_rules, filter_rules=summary.filter_rules)
