@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import yaml
 
+from apiclient.errors import ConflictError, NotFoundError
 from apiclient.resources import DEPLOYMENTS, REPLICASETS
 from tests.e2e.workloads.conftest import Cluster, eventually
 
@@ -205,9 +207,25 @@ async def test_scaling_mid_rollout_resizes_both_replicasets(cluster: Cluster) ->
             old["spec"]["replicas"] > 3 and new["spec"]["replicas"] > 1
     await eventually(resized)
     cluster.ready = True
-    for pod in await cluster.pods(label_selector="app=web"):
-        await cluster.make_ready(pod["metadata"]["name"])
-    await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+
+    async def ready_stragglers() -> None:
+        # A pod the simulated kubelet was still marking not-ready when the flag flipped can
+        # land after any one sweep; keep sweeping until the rollout is done.
+        while True:
+            for pod in await cluster.pods(label_selector="app=web"):
+                conditions = (pod.get("status") or {}).get("conditions") or []
+                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+                if not ready and not pod["metadata"].get("deletionTimestamp"):
+                    with contextlib.suppress(NotFoundError, ConflictError):  # changed meanwhile
+                        await cluster.make_ready(pod["metadata"]["name"])
+            await asyncio.sleep(0.2)
+
+    sweeper = asyncio.create_task(ready_stragglers())
+    try:
+        await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
     pods = await cluster.pods(label_selector="app=web")
     assert len(pods) == 8
     assert {p["spec"]["containers"][0]["env"][0]["value"] for p in pods} == {"two"}
