@@ -51,6 +51,10 @@ class StaleFlow:
     dport: int
     dst_nat: str | None = None
 
+    def sort_key(self) -> tuple[str, int, str]:
+        """Flows sort by this (orig_dst and dst_nat may be None, which does not compare)."""
+        return (self.orig_dst or "", self.dport, self.dst_nat or "")
+
     def argv(self) -> list[str]:
         argv = ["conntrack", "-D", "-p", "udp"]
         if self.orig_dst:
@@ -80,7 +84,7 @@ def stale_flows(old: Mapping[str, UdpTarget], new: Mapping[str, UdpTarget]) -> l
         before = old.get(key)
         if after.endpoint_ips and (before is None or not before.endpoint_ips):
             flows.update(_flows_for(after, None))
-    return sorted(flows, key=lambda f: (f.orig_dst or "", f.dport, f.dst_nat or ""))
+    return sorted(flows, key=StaleFlow.sort_key)
 
 
 async def delete(flows: Iterable[StaleFlow], *, netns: str | None = None) -> bool:

@@ -163,7 +163,9 @@ class Proxier:
         else:
             self._slices.pop(service, None)
 
-    def _derive(self, key: str) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
+    def _derive(
+        self, key: str, node: NodeInfo
+    ) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
         """UDP targets (for conntrack) and the health check of one Service."""
         service = self._services.get(key)
         ports = service.ports if service is not None else ()
@@ -174,14 +176,16 @@ class Proxier:
         slices = self._slices.get(key, ())
         for port in ports:
             endpoints = servicemodel.endpoints_for(port, slices)
-            selection = servicemodel.select_endpoints(port, endpoints, node_name=self.node.name)
+            selection = servicemodel.select_endpoints(port, endpoints, node_name=node.name)
             if port.protocol == "udp":
                 targets[port.key] = UdpTarget.of(port, (ep.ip for ep in selection.reachable))
             if port.health_check_node_port and check is None:
                 check = (port.health_check_node_port, HealthCheck(key, len(selection.local)))
         return targets, check
 
-    def _render(self, keys: list[str], udp: _UdpChanges) -> Iterator[ServiceRules]:
+    def _render(
+        self, keys: list[str], udp: _UdpChanges, node: NodeInfo
+    ) -> Iterator[ServiceRules]:
         """Render ``keys`` one by one, lazily (the restore stream pulls them), updating the
         per-Service states as it goes and noting UDP endpoint changes for conntrack."""
         for key in keys:
@@ -191,9 +195,9 @@ class Proxier:
             service = self._services.get(key)
             if service is None:  # its slices stay until their own delete events
                 continue
-            rules = render.render_service(service, self._slices.get(key, ()), self.node)
+            rules = render.render_service(service, self._slices.get(key, ()), node)
             self._states[key] = rules.state
-            targets, check = self._derive(key)
+            targets, check = self._derive(key, node)
             if targets:
                 self._udp[key] = targets
                 udp.new.update(targets)
@@ -227,6 +231,8 @@ class Proxier:
     async def sync(self) -> bool:
         """One run: render what changed (or everything) and apply it; False on failure."""
         started, wall_started = self._clock(), self._wall_clock()
+        # One node for the whole sync: set_node may run while restore awaits.
+        node = self.node
         changed, previous_chains = self._absorb()
         full = self._needs_full or started - self._last_full >= self.sync_period
         udp = _UdpChanges()
@@ -239,7 +245,7 @@ class Proxier:
                 candidates, jumps = previous_chains, None
                 keys = sorted(changed)
             stream = render.stream_ruleset(
-                self._render(keys, udp), self._rendered_services, self.node,
+                self._render(keys, udp, node), self._rendered_services, node,
                 delete_candidates=candidates, jumps=jumps, canary=jumps is not None,
                 summary=summary,
             )  # fmt: skip
@@ -253,13 +259,19 @@ class Proxier:
             self._kernel_known = False  # what is in the kernel is uncertain: read it next time
             self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
             return False
+        except BaseException:  # a bug or a cancellation: trust nothing we think we know
+            self._needs_full, self._kernel_known = True, False
+            raise
         self._kernel_known = True
         self._pending_flows.update(conntrack.stale_flows(udp.old, udp.new))
-        if self._pending_flows and await self._delete_flows(sorted(self._pending_flows)):
+        flows = sorted(self._pending_flows, key=StaleFlow.sort_key)
+        if flows and await self._delete_flows(flows):
             self._pending_flows.clear()
         if self.health_servers is not None:
             await self.health_servers.sync(dict(self._health_checks.values()))
         self._record_success(full, started, wall_started, summary)
+        if node != self.node:  # new node facts arrived during this sync: apply them next
+            self._needs_full, self._kernel_known = True, False
         heap.release_free_memory()  # the restore input is garbage now (see proxy/heap.py)
         return True
 

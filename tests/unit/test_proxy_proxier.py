@@ -277,3 +277,26 @@ async def test_health_and_programming_latency(rig):
     assert registry.get_sample_value("kubeproxy_sync_proxy_rules_endpoint_changes_pending") == 0
     clock.now += 61
     assert not proxier.health.healthy()
+
+
+async def test_udp_node_port_flows_are_deleted_and_syncs_keep_succeeding(rig):
+    """Stale-flow filters with and without a Service IP sort together (a node-port filter
+    has none): every sync succeeds and /healthz follows."""
+    proxier, _iptables, clock, flows, _registry = rig
+    body = {
+        "metadata": {"namespace": "default", "name": "dns"},
+        "spec": {
+            "type": "NodePort", "clusterIP": "10.96.0.53",
+            "ports": [{"name": "p", "port": 53, "protocol": "UDP", "nodePort": 30053}],
+        },
+    }  # fmt: skip
+    proxier.on_service(None, service_info(body))
+    first = endpoint_slice("dns-1", "dns", ["10.244.0.5", "10.244.0.6"], protocol="UDP")
+    proxier.on_endpoint_slice(None, first)
+    assert await proxier.sync()
+    clock.now += 1
+    proxier.on_endpoint_slice(first, endpoint_slice("dns-1", "dns", ["10.244.0.6"], protocol="UDP"))
+    assert await proxier.sync()
+    gone = [flow for flow in flows if flow.dst_nat == "10.244.0.5"]
+    assert {flow.orig_dst for flow in gone} >= {None, "10.96.0.53"}
+    assert proxier.health.healthy()
