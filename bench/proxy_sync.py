@@ -31,8 +31,10 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import aiohttp
 import psutil
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from apiclient import resources
 from apiclient.client import ApiClient
@@ -194,8 +196,6 @@ async def _create_all(client: ApiClient, count: int) -> None:
 
 async def _wait_for_syncs(metrics_url: str, at_least: float, timeout: float = 120.0) -> float:
     """Wait until the proxy's /metrics counts ``at_least`` syncs; returns the count."""
-    import aiohttp
-
     name = "kubeproxy_sync_proxy_rules_duration_seconds_count"
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -203,11 +203,15 @@ async def _wait_for_syncs(metrics_url: str, at_least: float, timeout: float = 12
             try:
                 async with session.get(metrics_url) as response:
                     text = await response.text()
-                for line in text.splitlines():
-                    if line.startswith(name) and float(line.split()[-1]) >= at_least:
-                        return float(line.split()[-1])
             except aiohttp.ClientError:
-                pass
+                text = ""
+            samples = (
+                sample for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == name
+            )  # fmt: skip
+            syncs = next((sample.value for sample in samples), 0.0)
+            if syncs >= at_least:
+                return syncs
             await asyncio.sleep(0.1)
     raise TimeoutError(f"the proxy did not reach {at_least} syncs in {timeout} s")
 

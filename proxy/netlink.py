@@ -45,10 +45,6 @@ class SafetyRouteError(Exception):
     """The safety interface or its route could not be set up."""
 
 
-class NetlinkSetupError(Exception):
-    """The child process could not do the netlink set-up (its message says why)."""
-
-
 def _index(ipr: IPRoute, name: str) -> int | None:
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None

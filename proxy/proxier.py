@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
-from proxy import conntrack, heap, servicemodel, tracker
+from proxy import conntrack, heap, tracker
 from proxy.conntrack import StaleFlow, UdpTarget
 from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers
 from proxy.iptables import render
@@ -163,20 +163,15 @@ class Proxier:
         else:
             self._slices.pop(service, None)
 
+    @staticmethod
     def _derive(
-        self, key: str, node: NodeInfo
+        key: str, rules: ServiceRules
     ) -> tuple[dict[str, UdpTarget], tuple[int, HealthCheck] | None]:
-        """UDP targets (for conntrack) and the health check of one Service."""
-        service = self._services.get(key)
-        ports = service.ports if service is not None else ()
-        if not any(p.protocol == "udp" or p.health_check_node_port for p in ports):
-            return {}, None
+        """UDP targets (for conntrack) and the health check of one Service, from the
+        endpoint selections its rendering made."""
         targets: dict[str, UdpTarget] = {}
         check = None
-        slices = self._slices.get(key, ())
-        for port in ports:
-            endpoints = servicemodel.endpoints_for(port, slices)
-            selection = servicemodel.select_endpoints(port, endpoints, node_name=node.name)
+        for port, selection in rules.selections:
             if port.protocol == "udp":
                 targets[port.key] = UdpTarget.of(port, (ep.ip for ep in selection.reachable))
             if port.health_check_node_port and check is None:
@@ -197,7 +192,7 @@ class Proxier:
                 continue
             rules = render.render_service(service, self._slices.get(key, ()), node)
             self._states[key] = rules.state
-            targets, check = self._derive(key, node)
+            targets, check = self._derive(key, rules)
             if targets:
                 self._udp[key] = targets
                 udp.new.update(targets)

@@ -9,6 +9,7 @@ import yaml
 
 from apiclient.errors import ConflictError, NotFoundError
 from apiclient.resources import DEPLOYMENTS, REPLICASETS
+from apiserver.controllers.podstatus import is_ready
 from tests.e2e.workloads.conftest import Cluster, eventually
 
 
@@ -213,9 +214,7 @@ async def test_scaling_mid_rollout_resizes_both_replicasets(cluster: Cluster) ->
         # land after any one sweep; keep sweeping until the rollout is done.
         while True:
             for pod in await cluster.pods(label_selector="app=web"):
-                conditions = (pod.get("status") or {}).get("conditions") or []
-                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-                if not ready and not pod["metadata"].get("deletionTimestamp"):
+                if not is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
                     with contextlib.suppress(NotFoundError, ConflictError):  # changed meanwhile
                         await cluster.make_ready(pod["metadata"]["name"])
             await asyncio.sleep(0.2)
