@@ -66,10 +66,7 @@ class APIServerOptions:
     bind_address: str = "0.0.0.0"
     storage: str = ""  # default sqlite:///DATA_DIR/state.db
     service_cluster_ip_range: str = "10.96.0.0/12"
-    cluster_cidr: str = "10.244.0.0/16"
     service_node_port_range: str = "30000-32767"
-    disable_controllers: bool = False
-    node_monitor_grace_period: float = 40.0  # seconds without heartbeat before NotReady
     token_auth_file: Path | None = None
     extra_sans: list[str] = field(default_factory=list)
     watch_cache_window: int = field(
@@ -80,18 +77,14 @@ class APIServerOptions:
                                                      BOOKMARK_INTERVAL)))
 
     def validate(self) -> None:
-        for flag, value in (("--service-cluster-ip-range", self.service_cluster_ip_range),
-                            ("--cluster-cidr", self.cluster_cidr)):
-            try:
-                ipaddress.ip_network(value, strict=True)
-            except ValueError as exc:
-                raise ConfigError(f"invalid {flag} {value!r}: {exc}") from None
+        try:
+            ipaddress.ip_network(self.service_cluster_ip_range, strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"invalid --service-cluster-ip-range "
+                              f"{self.service_cluster_ip_range!r}: {exc}") from None
         if self.watch_cache_window < 1 or self.bookmark_interval <= 0:
             raise ConfigError("KEELSON_WATCH_CACHE_WINDOW and KEELSON_WATCH_BOOKMARK_SECONDS "
                               "must be positive")
-        if self.node_monitor_grace_period <= 0:
-            raise ConfigError(f"invalid --node-monitor-grace-period "
-                              f"{self.node_monitor_grace_period}: must be positive seconds")
         if not 0 < self.secure_port < 65536:
             raise ConfigError(f"invalid --secure-port {self.secure_port}: must be 1-65535")
 
@@ -354,26 +347,14 @@ class APIServer:
 
 @contextlib.asynccontextmanager
 async def serving(options: APIServerOptions) -> AsyncIterator[APIServer]:
-    """A started apiserver (with its controllers unless disabled), stopped on exit."""
+    """A started apiserver, stopped on exit. Control loops are not part of it: the
+    composition root (``keelson/``) starts the scheduler and controllers beside it."""
     server = APIServer(options)
     await server.start()
     try:
-        if not options.disable_controllers:
-            from apiserver.controllers import start_controllers
-
-            for task in start_controllers(server):
-                server.add_background(task)
         yield server
     finally:
         await server.stop()
-
-
-async def run_apiserver(options: APIServerOptions, *, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set (SIGTERM/SIGINT), then shut down cleanly."""
-    async with serving(options) as server:
-        print(f"keelson apiserver ready: https://{options.bind_address}:{options.secure_port} "
-              f"(kubeconfig: {server.kubeconfig})", flush=True)
-        await stop.wait()
 
 
 def write_node_kubeconfig(server: APIServer, node_name: str) -> Path:

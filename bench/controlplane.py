@@ -53,10 +53,9 @@ from pathlib import Path
 import psutil
 
 from apiclient.client import ApiClient
+from apiclient.controller import SharedInformers, run_controllers
 from apiclient.resources import NODES, PODS
-from apiserver.controllers import run_controllers
-from apiserver.controllers.base import SharedInformers
-from apiserver.scheduler import Scheduler
+from scheduler import Scheduler
 from tests.support.cluster import Cluster, running_cluster, wait_for
 
 from ._util import KeelsonProcess, cpu_seconds, machine_summary, percentile, start_apiserver

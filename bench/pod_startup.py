@@ -251,7 +251,7 @@ async def run_bench(args: argparse.Namespace) -> None:
 
 def run_agent_child(args: argparse.Namespace) -> None:
     """The agent process the benchmark measures (the `keelson agent` code path)."""
-    from nodeagent.agent import AgentOptions, run_agent
+    from nodeagent import AgentOptions, run_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack

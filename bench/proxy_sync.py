@@ -40,13 +40,18 @@ from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.kubeconfig import load_kubeconfig
 from apiclient.testing import FakeApiServer
-from proxy import ProxyOptions, run_proxy
-from proxy.healthz import ProxyHealth
-from proxy.iptables.render import NodeInfo
-from proxy.iptables.restore import Iptables, remove_all
-from proxy.metrics import ProxyMetrics
-from proxy.objects import service_info, slice_info
-from proxy.proxier import Proxier
+from proxy import (
+    Iptables,
+    NodeInfo,
+    Proxier,
+    ProxyHealth,
+    ProxyMetrics,
+    ProxyOptions,
+    remove_all,
+    run_proxy,
+    service_info,
+    slice_info,
+)
 
 NODE = NodeInfo(name="bench-node", cluster_cidr="10.244.0.0/16")
 

@@ -56,12 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--storage", default="", help="sqlite:///DIR/state.db (default) or "
                      "etcd://HOST:PORT[,HOST:PORT]")
     api.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
-    api.add_argument("--cluster-cidr", default="10.244.0.0/16")
     api.add_argument("--service-node-port-range", default="30000-32767")
-    api.add_argument("--disable-controllers", action="store_true")
-    api.add_argument("--node-monitor-grace-period", type=float, default=40.0,
-                     metavar="SECONDS", help="a node silent this long is marked NotReady "
-                     "(Unknown) and tainted unreachable")
+    api.add_argument("--disable-controllers", action="store_true",
+                     help="do not run the scheduler and controllers in this process")
+    _add_controller_flags(api)
     api.add_argument("--token-auth-file", type=Path, default=None,
                      help="CSV of token,user,uid,\"group1,group2\" for bearer tokens")
 
@@ -99,12 +97,38 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--iptables-backend", choices=("legacy", "nft"), default=None,
                        help="default: the one the host already uses, like kube-proxy")
 
+    sched = commands.add_parser("scheduler", help="run the scheduler alone")
+    sched.add_argument("--kubeconfig", type=Path, required=True)
+
+    manager = commands.add_parser("controller-manager", help="run the controllers alone")
+    manager.add_argument("--kubeconfig", type=Path, required=True)
+    _add_controller_flags(manager)
+
     up = commands.add_parser("up", help="apiserver + agent in one foreground process")
     up.add_argument("--data-dir", type=Path, default=Path("/var/lib/keelson"))
     up.add_argument("--secure-port", type=int, default=6443)
 
     commands.add_parser("version", help="print the version")
     return parser
+
+
+def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                        help="the pod network node IPAM divides into node podCIDRs")
+    parser.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                        metavar="SECONDS", help="a node silent this long is marked NotReady "
+                        "(Unknown) and tainted unreachable")
+
+
+def _controller_options(args: argparse.Namespace) -> Any:
+    from controllers import ControllerManagerOptions
+
+    try:
+        return ControllerManagerOptions(
+            cluster_cidr=args.cluster_cidr,
+            node_monitor_grace_period=args.node_monitor_grace_period)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -121,16 +145,42 @@ def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def _cmd_apiserver(args: argparse.Namespace) -> None:
-    from apiserver.app import APIServerOptions, run_apiserver
+    from apiserver.app import APIServerOptions
+    from keelson.controlplane import run_control_plane
 
+    controllers = None if args.disable_controllers else _controller_options(args)
     options = APIServerOptions(
         data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
         storage=args.storage, service_cluster_ip_range=args.service_cluster_ip_range,
-        cluster_cidr=args.cluster_cidr, service_node_port_range=args.service_node_port_range,
-        disable_controllers=args.disable_controllers,
-        node_monitor_grace_period=args.node_monitor_grace_period,
+        service_node_port_range=args.service_node_port_range,
         token_auth_file=args.token_auth_file)
-    _run(lambda stop: run_apiserver(options, stop=stop))
+    _run(lambda stop: run_control_plane(options, controllers, stop=stop))
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> None:
+    import scheduler
+
+    _check_kubeconfig(args.kubeconfig)
+    _run(lambda stop: _until(stop, asyncio.create_task(scheduler.run(args.kubeconfig))))
+
+
+def _cmd_controller_manager(args: argparse.Namespace) -> None:
+    import controllers
+
+    options = _controller_options(args)
+    _check_kubeconfig(args.kubeconfig)
+    _run(lambda stop: _until(stop, asyncio.create_task(
+        controllers.run(args.kubeconfig, options))))
+
+
+def _check_kubeconfig(kubeconfig: Path) -> Any:
+    """The kubeconfig's cluster config; one line at start when it cannot be used."""
+    from apiclient.kubeconfig import KubeconfigError, load_kubeconfig
+
+    try:
+        return load_kubeconfig(kubeconfig)
+    except (KubeconfigError, OSError) as exc:
+        raise RuntimeError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
 
 
 def _proxy_options(args: argparse.Namespace) -> Any:
@@ -171,12 +221,8 @@ def _cmd_proxy(args: argparse.Namespace) -> None:
 
 def _client(kubeconfig: Path) -> Any:
     from apiclient.client import ApiClient
-    from apiclient.kubeconfig import KubeconfigError
 
-    try:
-        return ApiClient.from_kubeconfig(kubeconfig)
-    except (KubeconfigError, OSError) as exc:
-        raise RuntimeError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
+    return ApiClient(_check_kubeconfig(kubeconfig))
 
 
 async def _until(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
@@ -252,7 +298,9 @@ async def _all(loops: list[Awaitable[None]]) -> None:
 
 def _cmd_up(args: argparse.Namespace) -> None:
     from apiclient.client import ApiClient
-    from apiserver.app import APIServerOptions, serving, write_node_kubeconfig
+    from apiserver.app import APIServerOptions, write_node_kubeconfig
+    from controllers import ControllerManagerOptions
+    from keelson.controlplane import control_plane
 
     node_name = _default_node_name()
     agent_args = build_parser().parse_args(["agent", "--kubeconfig", "unused"])
@@ -262,7 +310,7 @@ def _cmd_up(args: argparse.Namespace) -> None:
         options = APIServerOptions(data_dir=args.data_dir, secure_port=args.secure_port)
         print(f"[up] starting the apiserver on :{args.secure_port} (data: {args.data_dir})",
               flush=True)
-        async with serving(options) as server:
+        async with control_plane(options, ControllerManagerOptions()) as server:
             print("[up] apiserver ready; scheduler and controllers running", flush=True)
             kubeconfig = write_node_kubeconfig(server, node_name)
             client = ApiClient.from_kubeconfig(kubeconfig)
@@ -296,6 +344,10 @@ def main(argv: list[str] | None = None) -> None:
             _cmd_proxy(args)
         elif args.command == "agent":
             _cmd_agent(args)
+        elif args.command == "scheduler":
+            _cmd_scheduler(args)
+        elif args.command == "controller-manager":
+            _cmd_controller_manager(args)
         else:
             _cmd_up(args)
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.controllers.deployment import (
+from controllers.deployment import (
     HASH_LABEL,
     new_replicas_for_rollout,
     resolve_fenceposts,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from apiserver.controllers.endpoints import desired_subsets
-from apiserver.controllers.endpointslice import (
+from controllers.endpoints import desired_subsets
+from controllers.endpointslice import (
     MAX_ENDPOINTS_PER_SLICE,
     TriggerTimes,
     desired_slices,

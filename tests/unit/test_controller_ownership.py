@@ -7,7 +7,7 @@ from apiclient.resources import PODS
 from apiclient.selectors import selector_from_set
 from apiclient.store import Store
 from apiclient.testing import FakeApiServer
-from apiserver.controllers.ownership import Expectations, claim
+from controllers.ownership import Expectations, claim
 
 
 def obj(name: str, *, deleting: bool = False) -> dict:

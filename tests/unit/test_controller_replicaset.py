@@ -7,11 +7,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from apiclient.client import ApiClient
+from apiclient.controller import SharedInformers
 from apiclient.meta import format_time
 from apiclient.resources import PODS, REPLICASETS
 from apiclient.testing import FakeApiServer
-from apiserver.controllers.base import SharedInformers
-from apiserver.controllers.replicaset import (
+from controllers.replicaset import (
     ReplicaSetController,
     deletion_order,
     pod_from_template,

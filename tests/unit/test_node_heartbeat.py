@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from apiclient.controller import SharedInformers
 from apiclient.resources import NODES
-from apiserver.controllers import default_controllers
-from apiserver.controllers.base import SharedInformers
-from apiserver.controllers.nodelifecycle import NodeLifecycleController, unknown_conditions
+from controllers import ControllerManagerOptions, default_controllers
+from controllers.nodelifecycle import NodeLifecycleController, unknown_conditions
 from nodeagent import node_status
 from nodeagent.node_status import NodeFacts, NodeReporter, lease_duration_seconds
 
@@ -31,7 +31,7 @@ FACTS = NodeFacts(cpu_count=2, memory_total=8 * 2**30, memory_available=4 * 2**3
 
 
 def test_the_grace_period_reaches_the_node_lifecycle_controller() -> None:
-    factories = default_controllers(cluster_cidr="10.244.0.0/16", node_monitor_grace_period=4)
+    factories = default_controllers(ControllerManagerOptions(node_monitor_grace_period=4))
     informers = SharedInformers(client=None)  # type: ignore[arg-type]  (never started)
     built = [factory(None, informers) for factory in factories]  # type: ignore[arg-type]
     lifecycle = [c for c in built if isinstance(c, NodeLifecycleController)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apiclient.meta import format_time
-from apiserver.controllers.nodelifecycle import eviction_due, unknown_conditions
+from controllers.nodelifecycle import eviction_due, unknown_conditions
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 UNREACHABLE = "node.kubernetes.io/unreachable"

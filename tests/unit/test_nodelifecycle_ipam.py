@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from apiserver.controllers.nodeipam import CidrAllocator, CidrExhaustedError, node_pod_cidrs
+from controllers.nodeipam import CidrAllocator, CidrExhaustedError, node_pod_cidrs
 
 
 def test_blocks_are_handed_out_lowest_first_skipping_taken_ones() -> None:

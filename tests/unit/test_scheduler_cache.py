@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from apiserver.scheduler.cache import PodInfo, SchedulerCache
-from apiserver.scheduler.scheduler import decide
+from scheduler.cache import PodInfo, SchedulerCache
+from scheduler.scheduler import decide
 
 OWNER = {
     "apiVersion": "apps/v1",

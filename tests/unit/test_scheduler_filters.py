@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.scheduler.cache import NodeInfo, PodInfo, pod_requests
-from apiserver.scheduler.filters import (
+from apiclient.taints import tolerates, toleration_seconds, untolerated_taint
+from scheduler.cache import NodeInfo, PodInfo, pod_requests
+from scheduler.filters import (
     failure_message,
     filter_node,
     node_affinity_matches,
     node_ports,
     resources_fit,
 )
-from apiserver.scheduler.scheduler import decide
-from apiserver.scheduler.taints import tolerates, toleration_seconds, untolerated_taint
+from scheduler.scheduler import decide
 
 
 def make_node(

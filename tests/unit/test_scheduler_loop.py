@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from apiclient.controller import SharedInformers
 from apiclient.errors import error_from_status
 from apiclient.meta import object_key
 from apiclient.resources import NODES, PODS, Resource
-from apiserver.controllers.base import SharedInformers
-from apiserver.scheduler import Scheduler
+from scheduler import Scheduler
 
 
 class StubClient:

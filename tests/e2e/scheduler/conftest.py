@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from apiclient.client import ApiClient
+from apiclient.controller import ControllerFactory, run_controllers
 from apiclient.meta import utc_now, utc_now_micro
 from apiclient.resources import LEASES, NODES, PODS
-from apiserver.controllers import ControllerFactory, run_controllers
 from tests.support.apiserver import ApiServer, running_apiserver
 
 NAMESPACE = "default"

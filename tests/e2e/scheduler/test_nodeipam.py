@@ -8,7 +8,7 @@ import ipaddress
 
 from apiclient.client import ApiClient
 from apiclient.resources import NODES
-from apiserver.controllers.nodeipam import NodeIpamController
+from controllers.nodeipam import NodeIpamController
 from tests.support.apiserver import ApiServer
 
 from .conftest import controllers_running, create_node, eventually

@@ -8,8 +8,8 @@ import functools
 from apiclient.client import ApiClient
 from apiclient.errors import NotFoundError
 from apiclient.resources import NODES, PODS
-from apiserver.controllers.nodelifecycle import NodeLifecycleController
-from apiserver.scheduler import Scheduler
+from controllers.nodelifecycle import NodeLifecycleController
+from scheduler import Scheduler
 from tests.support.apiserver import ApiServer
 
 from .conftest import (

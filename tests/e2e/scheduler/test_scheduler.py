@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apiclient.client import ApiClient
 from apiclient.resources import EVENTS, PODS
-from apiserver.scheduler import Scheduler
+from scheduler import Scheduler
 from tests.support.apiserver import ApiServer
 
 from .conftest import (

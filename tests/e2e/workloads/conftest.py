@@ -20,16 +20,16 @@ from typing import Any, TypeVar
 import pytest
 
 from apiclient.client import ApiClient
+from apiclient.controller import run_controllers
 from apiclient.errors import ConflictError, NotFoundError
 from apiclient.informer import Informer
 from apiclient.meta import utc_now
 from apiclient.resources import NAMESPACES, PODS
-from apiserver.controllers import run_controllers
-from apiserver.controllers.deployment import DeploymentController
-from apiserver.controllers.endpoints import EndpointsController
-from apiserver.controllers.endpointslice import EndpointSliceController
-from apiserver.controllers.garbagecollector import GarbageCollector
-from apiserver.controllers.replicaset import ReplicaSetController
+from controllers.deployment import DeploymentController
+from controllers.endpoints import EndpointsController
+from controllers.endpointslice import EndpointSliceController
+from controllers.garbagecollector import GarbageCollector
+from controllers.replicaset import ReplicaSetController
 from tests.support.apiserver import ApiServer, running_apiserver, unique
 
 T = TypeVar("T")

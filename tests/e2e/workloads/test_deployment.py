@@ -8,8 +8,8 @@ import contextlib
 import yaml
 
 from apiclient.errors import ConflictError, NotFoundError
+from apiclient.pods import is_ready
 from apiclient.resources import DEPLOYMENTS, REPLICASETS
-from apiserver.controllers.podstatus import is_ready
 from tests.e2e.workloads.conftest import Cluster, eventually
 
 

@@ -29,14 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from apiclient.client import ApiClient
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, owner_reference, split_key, utc_now
+from apiclient.pods import is_ready
 from apiclient.resources import ENDPOINTSLICES, PODS, SERVICES
 from apiclient.selectors import selector_from_set
 from apiclient.store import NAMESPACE_INDEX, namespace_index
-from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.controllers.ownership import Expectations, labels_of
-from apiserver.controllers.podstatus import is_ready
+from controllers.ownership import Expectations, labels_of
 
 __all__ = [
     "EndpointSliceController",

@@ -9,7 +9,7 @@ Invariants:
   (``blockOwnerDeletion``), in slow-start batches (1, 2, 4, ...) that stop at the first
   failure, so a broken template costs one failed request, not ``replicas`` of them.
 - After creating or deleting, the loop does not act again on the informer's store until
-  it has seen its own writes (:class:`~apiserver.controllers.ownership.Expectations`).
+  it has seen its own writes (:class:`~controllers.ownership.Expectations`).
 - Surplus pods are chosen by :func:`deletion_order`: unscheduled before scheduled, pending
   before running, not ready before ready, ready for less time before longer, more restarts
   before fewer, newest before oldest (``ActivePodsWithRanks``, without the co-location rank).
@@ -25,19 +25,19 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from apiclient.client import ApiClient
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, owner_reference, parse_time, split_key
-from apiclient.resources import PODS, REPLICASETS
-from apiclient.selectors import SelectorError, label_selector_from_spec
-from apiclient.store import NAMESPACE_INDEX, namespace_index
-from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.controllers.ownership import Expectations, claim, controller_of, labels_of
-from apiserver.controllers.podstatus import (
+from apiclient.pods import (
     is_active,
     is_ready,
     ready_since,
     seconds_until_available,
 )
+from apiclient.resources import PODS, REPLICASETS
+from apiclient.selectors import SelectorError, label_selector_from_spec
+from apiclient.store import NAMESPACE_INDEX, namespace_index
+from controllers.ownership import Expectations, claim, controller_of, labels_of
 
 __all__ = ["ReplicaSetController", "deletion_order", "pod_from_template", "replicaset_status"]
 

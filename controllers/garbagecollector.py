@@ -35,6 +35,7 @@ import logging
 from collections.abc import Mapping
 
 from apiclient.client import ApiClient
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import ConflictError, NotFoundError
 from apiclient.informer import Informer
 from apiclient.resources import (
@@ -50,8 +51,7 @@ from apiclient.resources import (
     Resource,
     resource_for_kind,
 )
-from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.controllers.ownership import uid_of
+from controllers.ownership import uid_of
 
 __all__ = ["FOREGROUND", "MONITORED", "ORPHAN", "GarbageCollector"]
 

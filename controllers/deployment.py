@@ -45,13 +45,13 @@ from datetime import UTC, datetime
 import orjson
 
 from apiclient.client import ApiClient
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import AlreadyExistsError, NotFoundError
 from apiclient.meta import object_key, owner_reference, parse_time, split_key, utc_now
 from apiclient.resources import DEPLOYMENTS, PODS, REPLICASETS
 from apiclient.selectors import SelectorError, label_selector_from_spec
 from apiclient.store import NAMESPACE_INDEX, namespace_index
-from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.controllers.ownership import claim, controller_of, labels_of, uid_of
+from controllers.ownership import claim, controller_of, labels_of, uid_of
 
 __all__ = [
     "DeploymentController",

@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apiclient.client import ApiClient, retry_on_conflict
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, parse_time, split_key, utc_now
 from apiclient.resources import LEASES, NODES, PODS
-from apiserver.controllers.base import Controller, SharedInformers
-from apiserver.scheduler.taints import UNREACHABLE_TAINT_KEY, toleration_seconds
+from apiclient.taints import UNREACHABLE_TAINT_KEY, toleration_seconds
 
 __all__ = ["LEASE_NAMESPACE", "NodeLifecycleController", "eviction_due", "unknown_conditions"]
 

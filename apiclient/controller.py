@@ -7,6 +7,10 @@ triggered: a missed or coalesced event cannot leave the world wrong, the next
 reconcile fixes it). A key is never reconciled by two workers at once, a key added
 while it is being worked on is reconciled again afterwards, and a failing key is
 retried with per-key exponential backoff.
+
+It lives in ``apiclient`` because every control-plane component is built from it: the
+scheduler and the controller manager are API clients like any other, and neither
+imports the other.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import abc
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from apiclient.backoff import Backoff
 from apiclient.client import ApiClient
 from apiclient.errors import ConflictError
 from apiclient.informer import Informer
@@ -79,7 +84,7 @@ class WorkQueue:
         self._queued: set[str] = set()
         self._processing: set[str] = set()
         self._dirty: set[str] = set()  # added while processing: requeue when done
-        self._failures: dict[str, int] = {}
+        self._backoffs: dict[str, Backoff] = {}
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._timers: set[asyncio.TimerHandle] = set()
@@ -108,13 +113,14 @@ class WorkQueue:
 
     def add_rate_limited(self, key: str) -> None:
         """Retry ``key`` after a per-key exponential backoff (with jitter)."""
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        delay = min(self._max_delay, self._base_delay * 2 ** failures)
-        self.add_after(key, delay * random.uniform(0.8, 1.2))
+        backoff = self._backoffs.get(key)
+        if backoff is None:
+            backoff = Backoff(initial=self._base_delay, maximum=self._max_delay)
+            self._backoffs[key] = backoff
+        self.add_after(key, backoff.next_delay())
 
     def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+        self._backoffs.pop(key, None)
 
     async def get(self) -> str:
         key = await self._queue.get()
@@ -186,3 +192,31 @@ class Controller(abc.ABC):
                 self.queue.forget(key)
             finally:
                 self.queue.done(key)
+
+
+ControllerFactory = Callable[[ApiClient, SharedInformers], Controller]
+
+
+async def run_controllers(kubeconfig: Path, *,
+                          factories: Sequence[ControllerFactory]) -> None:
+    """Build the loops on one client and one set of shared informers, start the
+    informers, and run every loop until cancelled (the way kube-controller-manager runs
+    its controllers; ``keelson up`` adds the scheduler to the same set)."""
+    if not factories:
+        return
+    client = ApiClient.from_kubeconfig(kubeconfig)
+    informers = SharedInformers(client)
+    try:
+        controllers = [factory(client, informers) for factory in factories]
+        informers.start()
+        await informers.wait_synced()
+        log.info("control loops running: %s", ", ".join(c.name for c in controllers))
+        await asyncio.gather(*(c.run() for c in controllers))
+    finally:
+        # Shielded: a cancelled runner still closes its informers and HTTP session.
+        await asyncio.shield(_shutdown(informers, client))
+
+
+async def _shutdown(informers: SharedInformers, client: ApiClient) -> None:
+    await informers.stop()
+    await client.close()

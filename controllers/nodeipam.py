@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apiclient.client import ApiClient, retry_on_conflict
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.resources import NODES
-from apiserver.controllers.base import Controller, SharedInformers
 
 __all__ = ["CidrAllocator", "CidrExhaustedError", "NodeIpamController", "node_pod_cidrs"]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from apiclient.labels import UNREACHABLE_TAINT_KEY, UNSCHEDULABLE_TAINT_KEY
+
 __all__ = [
     "BLOCKING_EFFECTS",
     "DEFAULT_NOT_READY_TOLERATION_SECONDS",
@@ -20,8 +22,6 @@ __all__ = [
     "untolerated_taint",
 ]
 
-UNREACHABLE_TAINT_KEY = "node.kubernetes.io/unreachable"
-UNSCHEDULABLE_TAINT_KEY = "node.kubernetes.io/unschedulable"
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 # What Kubernetes' DefaultTolerationSeconds admission adds to every pod (300 s); our
 # apiserver does not add it yet, so a pod without a matching toleration gets this.

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from apiclient.client import ApiClient
+from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import ApiError, NotFoundError, TransportError
 from apiclient.events import EventRecorder
 from apiclient.meta import object_key, split_key, utc_now
 from apiclient.resources import NODES, PODS
-from apiserver.controllers.base import Controller, SharedInformers
 
 from .cache import NodeInfo, PodInfo, SchedulerCache, is_terminal
 from .filters import failure_message, filter_node

@@ -22,18 +22,18 @@ import contextlib
 from collections.abc import Mapping
 
 from apiclient.client import ApiClient
+from apiclient.controller import SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.meta import split_key
 from apiclient.resources import ENDPOINTS
-from apiserver.controllers.base import SharedInformers
-from apiserver.controllers.endpointslice import (
+from controllers.endpointslice import (
     TRIGGER_TIME,
     ServicePodsController,
     has_selector,
     pod_endpoints,
     selected_pods,
 )
-from apiserver.controllers.ownership import labels_of
+from controllers.ownership import labels_of
 
 __all__ = ["EndpointsController", "desired_subsets"]
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from apiclient.selectors import LabelSelector, Operator, SelectorError, make_requirement
+from apiclient.taints import UNSCHEDULABLE_TAINT_KEY, tolerates, untolerated_taint
 
 from .cache import NodeInfo, PodInfo
-from .taints import UNSCHEDULABLE_TAINT_KEY, tolerates, untolerated_taint
 
 __all__ = ["FILTERS", "Filter", "failure_message", "filter_node", "node_affinity_matches"]
 
