@@ -3,9 +3,9 @@
 Two shapes, as client-go has them:
 
 - :class:`Backoff` (``wait.Backoff``): one retry sequence. ``next_delay()`` returns
-  ``initial * factor**n`` capped at ``maximum``, times a random factor in
-  ``[1 - jitter, 1 + jitter]`` so that many clients failing together do not retry in
-  lock-step; ``reset()`` after a success starts over. Informers, the watch cache, lease
+  ``initial * factor**n``, stretched by a random ``[0, jitter)`` fraction so that many
+  clients failing together do not retry in lock-step, capped at ``maximum``;
+  ``reset()`` after a success starts over. Informers, the watch cache, lease
   renewal, node registration and the runtime event stream use it.
 - :class:`KeyedBackoff` (``flowcontrol.Backoff``): one delay per key with no jitter, and
   time passed in explicitly so that the rules are tested without sleeping. The kubelet
@@ -23,25 +23,26 @@ __all__ = ["Backoff", "KeyedBackoff"]
 
 
 class Backoff:
-    """One retry sequence: ``initial``, doubling (``factor``) up to ``maximum``, jittered."""
+    """One retry sequence: ``initial``, growing by ``factor`` per failure, jittered, capped."""
 
     def __init__(self, *, initial: float, maximum: float, factor: float = 2.0,
                  jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:
-        if initial <= 0 or maximum < initial or factor < 1 or not 0 <= jitter < 1:
-            raise ValueError("back-off needs 0 < initial <= maximum, factor >= 1, "
-                             "0 <= jitter < 1")
+        if initial <= 0 or maximum < initial or factor < 1 or jitter < 0:
+            raise ValueError("back-off needs 0 < initial <= maximum, factor >= 1, jitter >= 0")
         self.initial = initial
         self.maximum = maximum
         self.factor = factor
         self.jitter = jitter
         self._rng = rng
         self.failures = 0
+        self.last_delay = 0.0
 
     def next_delay(self) -> float:
         """The wait before the next attempt; each call counts one more failure."""
-        base = min(self.maximum, self.initial * self.factor ** self.failures)
+        base = self.initial * self.factor ** min(self.failures, 64)
         self.failures += 1
-        return base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0))
+        self.last_delay = min(self.maximum, base * (1.0 + self.jitter * self._rng()))
+        return self.last_delay
 
     async def sleep(self) -> float:
         """Wait ``next_delay()`` seconds; returns how long it waited."""

@@ -18,8 +18,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
+from .backoff import Backoff
 from .errors import ConflictError, GoneError, TransportError, error_from_response, error_from_status
 from .kubeconfig import ClusterConfig, load_kubeconfig
 from .resources import Resource
@@ -426,11 +425,12 @@ async def retry_on_conflict(
 
     `fn` must re-read the object each time; the last ConflictError is raised if all fail.
     """
+    delays = Backoff(initial=backoff, maximum=backoff * 2**attempts, jitter=0.5)
     for attempt in range(attempts):
         try:
             return await fn()
         except ConflictError:
             if attempt == attempts - 1:
                 raise
-            await asyncio.sleep(backoff * (2**attempt) * random.uniform(1.0, 1.5))
+            await delays.sleep()
     raise AssertionError("unreachable: attempts must be >= 1")

@@ -31,12 +31,12 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .backoff import Backoff
 from .client import ApiClient, WatchEvent
 from .errors import GoneError
 from .meta import object_key
@@ -89,8 +89,6 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.name = name or res.plural
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
         self.watch_timeout = watch_timeout
         self.transform = transform
         self.page_size = page_size  # items per LIST page (client-go's default is 500)
@@ -102,8 +100,7 @@ class Informer:
         self._handlers: list[_Handler] = []
         self._synced = asyncio.Event()
         self._resource_version = ""
-        self._consecutive_failures = 0
-        self._last_backoff = 0.0
+        self._backoff = Backoff(initial=backoff_initial, maximum=backoff_max, jitter=0.5)
         self._task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ public surface
@@ -134,12 +131,12 @@ class Informer:
 
     @property
     def consecutive_failures(self) -> int:
-        return self._consecutive_failures
+        return self._backoff.failures
 
     @property
     def last_backoff(self) -> float:
         """The most recent delay slept after an error, in seconds (0 before any error)."""
-        return self._last_backoff
+        return self._backoff.last_delay
 
     def start(self) -> asyncio.Task:
         if self._task is None or self._task.done():
@@ -174,9 +171,9 @@ class Informer:
                 if need_list:
                     await self._list()
                     need_list, listed_now = False, True
-                    self._consecutive_failures = 0
+                    self._backoff.reset()
                 if await self._watch():
-                    self._consecutive_failures = 0
+                    self._backoff.reset()
             except asyncio.CancelledError:
                 raise
             except GoneError as error:
@@ -189,8 +186,7 @@ class Informer:
                 await self._back_off(error)
 
     async def _back_off(self, error: Exception) -> None:
-        self._consecutive_failures += 1
-        delay = self._backoff_delay()
+        delay = self._backoff.next_delay()
         log.warning(
             "informer %s: %s: %s; retrying in %.2fs",
             self.name,
@@ -199,11 +195,6 @@ class Informer:
             delay,
         )
         await self._sleep(delay)
-
-    def _backoff_delay(self) -> float:
-        base = self.backoff_initial * 2 ** (self._consecutive_failures - 1)
-        self._last_backoff = min(self.backoff_max, base * random.uniform(1.0, 1.5))
-        return self._last_backoff
 
     async def _list(self) -> None:
         listing = await self.client.list_all(

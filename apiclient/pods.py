@@ -52,8 +52,9 @@ def ready_condition(obj: Mapping) -> Mapping | None:
     return None
 
 
-def is_ready(pod: Mapping) -> bool:
-    condition = ready_condition(pod)
+def is_ready(obj: Mapping) -> bool:
+    """The ``Ready`` condition of a pod or a node is ``True``."""
+    condition = ready_condition(obj)
     return condition is not None and condition.get("status") == "True"
 
 

@@ -28,9 +28,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from apiclient.labels import (
+    LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    SKIP_MIRROR_LABEL,
+)
 from apiclient.meta import utc_now
+from apiclient.serving import metrics_handler
 from apiserver import patch as patching
 from apiserver import status
 from apiserver.admission.allocators import ClusterIPAllocator, NodePortAllocator
@@ -264,16 +270,14 @@ class APIServer:
                                 "targetPort": port}]}})
         await self._ensure(endpoints, {
             "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                         "labels": {SKIP_MIRROR_LABEL: "true"}},
             "subsets": [{"addresses": [{"ip": node_ip}],
                          "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
         await self._ensure(slices, {
             "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"kubernetes.io/service-name": "kubernetes",
-                                    "endpointslice.kubernetes.io/managed-by":
-                                        "keelson-apiserver"},
-                         "annotations": {"endpoints.kubernetes.io/last-change-trigger-time":
-                                         utc_now()}},
+                         "labels": {SERVICE_NAME_LABEL: "kubernetes",
+                                    MANAGED_BY_LABEL: "keelson-apiserver"},
+                         "annotations": {LAST_CHANGE_TRIGGER_TIME_ANNOTATION: utc_now()}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True,
                                                                   "serving": True,
@@ -297,7 +301,8 @@ class APIServer:
         app.add_routes(discovery.routes())
         app.add_routes([
             web.get("/healthz", self._health), web.get("/livez", self._health),
-            web.get("/readyz", self._readyz), web.get("/metrics", self._metrics),
+            web.get("/readyz", self._readyz),
+            web.get("/metrics", metrics_handler(self.metrics.registry)),
             web.route("*", "/api/v1/{tail:.+}", resources.handle),
             web.route("*", "/apis/{group}/{version}/{tail:.+}", resources.handle),
         ])
@@ -340,9 +345,6 @@ class APIServer:
             return web.Response(status=503, text="[-]apiserver not ready\nreadyz check failed")
         return web.Response(text="ok")
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @contextlib.asynccontextmanager

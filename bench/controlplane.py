@@ -54,6 +54,8 @@ import psutil
 
 from apiclient.client import ApiClient
 from apiclient.controller import SharedInformers, run_controllers
+from apiclient.labels import HOSTNAME_LABEL
+from apiclient.pods import is_ready
 from apiclient.resources import NODES, PODS
 from scheduler import Scheduler
 from tests.support.cluster import Cluster, running_cluster, wait_for
@@ -74,7 +76,7 @@ def _node(name: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "metadata": {"name": name, "labels": {HOSTNAME_LABEL: name}},
         "status": {
             "capacity": allocatable,
             "allocatable": allocatable,
@@ -296,11 +298,7 @@ def _ready_pod_ips(cluster: Cluster, namespace: str, selector: str) -> dict[str,
     return {
         pod["metadata"]["name"]: pod["status"]["podIP"]
         for pod in pods
-        if pod["metadata"].get("deletionTimestamp") is None
-        and any(
-            condition["type"] == "Ready" and condition["status"] == "True"
-            for condition in pod.get("status", {}).get("conditions", [])
-        )
+        if pod["metadata"].get("deletionTimestamp") is None and is_ready(pod)
     }
 
 

@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.kubeconfig import load_kubeconfig
+from apiclient.labels import SERVICE_NAME_LABEL
 from apiclient.testing import FakeApiServer
 from proxy import (
     Iptables,
@@ -73,7 +74,7 @@ def endpoint_slice(index: int, *, generation: int = 0) -> dict:
         "metadata": {
             "namespace": "bench",
             "name": f"svc-{index}-abcde",
-            "labels": {"kubernetes.io/service-name": f"svc-{index}"},
+            "labels": {SERVICE_NAME_LABEL: f"svc-{index}"},
         },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],

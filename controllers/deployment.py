@@ -47,7 +47,16 @@ import orjson
 from apiclient.client import ApiClient
 from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import AlreadyExistsError, NotFoundError
+from apiclient.labels import (
+    DESIRED_REPLICAS_ANNOTATION,
+    LAST_APPLIED_ANNOTATION,
+    MAX_REPLICAS_ANNOTATION,
+    POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION,
+)
 from apiclient.meta import object_key, owner_reference, parse_time, split_key, utc_now
+from apiclient.pods import is_terminal
 from apiclient.resources import DEPLOYMENTS, PODS, REPLICASETS
 from apiclient.selectors import SelectorError, label_selector_from_spec
 from apiclient.store import NAMESPACE_INDEX, namespace_index
@@ -64,14 +73,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HASH_LABEL = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
-DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 # Deployment annotations never copied to its ReplicaSets (deployment/util annotationsToSkip).
-_NOT_COPIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration", REVISION,
-                         "deployment.kubernetes.io/revision-history", DESIRED_REPLICAS,
-                         MAX_REPLICAS, "deprecated.deployment.rollback.to"})
+_NOT_COPIED = frozenset({LAST_APPLIED_ANNOTATION, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
+                         DESIRED_REPLICAS_ANNOTATION, MAX_REPLICAS_ANNOTATION,
+                         "deprecated.deployment.rollback.to"})
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery rand.SafeEncodeString
 
 
@@ -91,7 +96,7 @@ def template_hash(template: Mapping, *, collision_count: int | None = None) -> s
 
 def _without_hash(template: Mapping) -> dict:
     meta = dict(template.get("metadata") or {})
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != POD_TEMPLATE_HASH_LABEL}
     meta["labels"] = labels
     if not labels:
         del meta["labels"]
@@ -182,7 +187,8 @@ def _proportion(rs: Mapping, wanted: int, allowed: int, to_add: int, added: int,
         fraction = -_replicas(rs)
     else:
         try:
-            annotated = int(((rs.get("metadata") or {}).get("annotations") or {})[MAX_REPLICAS])
+            annotations = (rs.get("metadata") or {}).get("annotations") or {}
+            annotated = int(annotations[MAX_REPLICAS_ANNOTATION])
         except (KeyError, ValueError):
             annotated = status_replicas
         # Go's integer.RoundToInt32: half away from zero.
@@ -194,7 +200,8 @@ def _proportion(rs: Mapping, wanted: int, allowed: int, to_add: int, added: int,
 
 def revision_of(obj: Mapping) -> int:
     try:
-        return int(((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION, 0))
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        return int(annotations.get(REVISION_ANNOTATION, 0))
     except ValueError:
         return 0
 
@@ -311,7 +318,7 @@ class DeploymentController(Controller):
         """``replicas`` changed since the active ReplicaSets were last sized (their
         desired-replicas annotation says so)."""
         wanted = str((deployment.get("spec") or {}).get("replicas", 1))
-        return any(((rs["metadata"].get("annotations") or {}).get(DESIRED_REPLICAS,
+        return any(((rs["metadata"].get("annotations") or {}).get(DESIRED_REPLICAS_ANNOTATION,
                                                                    wanted)) != wanted
                    for rs in replicasets if _replicas(rs) > 0)
 
@@ -373,8 +380,7 @@ class DeploymentController(Controller):
         namespace = olds[0]["metadata"]["namespace"]
         for pod in self.pods.store.by_index(NAMESPACE_INDEX, namespace):
             ref = controller_of(pod)
-            phase = (pod.get("status") or {}).get("phase")
-            if ref is not None and ref.get("uid") in uids and phase not in ("Succeeded", "Failed"):
+            if ref is not None and ref.get("uid") in uids and not is_terminal(pod):
                 return True
         return False
 
@@ -400,7 +406,8 @@ class DeploymentController(Controller):
     def _replica_annotations(self, deployment: dict) -> dict[str, str]:
         replicas = int((deployment.get("spec") or {}).get("replicas", 1))
         surge, _ = self._surge_and_unavailable(deployment)
-        return {DESIRED_REPLICAS: str(replicas), MAX_REPLICAS: str(replicas + surge)}
+        return {DESIRED_REPLICAS_ANNOTATION: str(replicas),
+                MAX_REPLICAS_ANNOTATION: str(replicas + surge)}
 
     async def _get_or_create_new(self, deployment: dict, replicasets: list[dict]
                                  ) -> tuple[dict, dict]:
@@ -417,12 +424,12 @@ class DeploymentController(Controller):
             new_rs = await self._create_new(deployment, replicasets, revision)
         else:
             new_rs = await self._update_annotations(deployment, existing, revision)
-        if (deployment["metadata"].get("annotations") or {}).get(REVISION) != \
+        if (deployment["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION) != \
                 str(revision_of(new_rs)):
             meta = deployment["metadata"]
             deployment = await self.client.patch(
                 DEPLOYMENTS, meta["name"],
-                {"metadata": {"annotations": {REVISION: str(revision_of(new_rs))},
+                {"metadata": {"annotations": {REVISION_ANNOTATION: str(revision_of(new_rs))},
                               "resourceVersion": meta["resourceVersion"]}},
                 namespace=meta["namespace"])
         return deployment, new_rs
@@ -433,7 +440,7 @@ class DeploymentController(Controller):
         wanted = {**annotations, **self._copied_annotations(deployment),
                   **self._replica_annotations(deployment)}
         if revision_of(rs) < int(revision):
-            wanted[REVISION] = revision
+            wanted[REVISION_ANNOTATION] = revision
         min_ready = (deployment.get("spec") or {}).get("minReadySeconds", 0)
         if wanted == annotations and (rs.get("spec") or {}).get("minReadySeconds", 0) == min_ready:
             return rs
@@ -457,9 +464,11 @@ class DeploymentController(Controller):
         collision_count = (deployment.get("status") or {}).get("collisionCount")
         hash_value = template_hash(template, collision_count=collision_count)
         template_meta = dict(template.get("metadata") or {})
-        template_meta["labels"] = {**(template_meta.get("labels") or {}), HASH_LABEL: hash_value}
+        template_meta["labels"] = {**(template_meta.get("labels") or {}),
+                                   POD_TEMPLATE_HASH_LABEL: hash_value}
         selector = dict(spec.get("selector") or {})
-        selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: hash_value}
+        selector["matchLabels"] = {**(selector.get("matchLabels") or {}),
+                                   POD_TEMPLATE_HASH_LABEL: hash_value}
         wanted = int(spec.get("replicas", 1))
         if (spec.get("strategy") or {}).get("type") == "Recreate":
             replicas = wanted
@@ -474,7 +483,8 @@ class DeploymentController(Controller):
                 "namespace": meta["namespace"],
                 "labels": dict(template_meta["labels"]),
                 "annotations": {**self._copied_annotations(deployment),
-                                **self._replica_annotations(deployment), REVISION: revision},
+                                **self._replica_annotations(deployment),
+                                REVISION_ANNOTATION: revision},
                 "ownerReferences": [owner_reference(deployment)],
             },
             "spec": {"replicas": replicas, "minReadySeconds": spec.get("minReadySeconds", 0),

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from apiclient.client import ApiClient
 from apiclient.controller import SharedInformers
 from apiclient.errors import NotFoundError
+from apiclient.labels import LAST_CHANGE_TRIGGER_TIME_ANNOTATION, SKIP_MIRROR_LABEL
 from apiclient.meta import split_key
 from apiclient.resources import ENDPOINTS
 from controllers.endpointslice import (
-    TRIGGER_TIME,
     ServicePodsController,
     has_selector,
     pod_endpoints,
@@ -37,7 +37,6 @@ from controllers.ownership import labels_of
 
 __all__ = ["EndpointsController", "desired_subsets"]
 
-SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 
 
 def desired_subsets(service: Mapping, pods: list[dict]) -> list[dict]:
@@ -103,7 +102,7 @@ class EndpointsController(ServicePodsController):
                 and labels_of(current) == labels:
             return
         annotations = dict((current or {}).get("metadata", {}).get("annotations") or {})
-        annotations[TRIGGER_TIME] = self.trigger_time(key, service, pods)
+        annotations[LAST_CHANGE_TRIGGER_TIME_ANNOTATION] = self.trigger_time(key, service, pods)
         body = {"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": name, "namespace": namespace, "labels": labels,
                              "annotations": annotations},

@@ -31,8 +31,14 @@ from dataclasses import dataclass
 from apiclient.client import ApiClient
 from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
+from apiclient.labels import (
+    ENDPOINTSLICE_CONTROLLER_NAME,
+    LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+)
 from apiclient.meta import object_key, owner_reference, split_key, utc_now
-from apiclient.pods import is_ready
+from apiclient.pods import is_ready, is_terminal, ready_condition
 from apiclient.resources import ENDPOINTSLICES, PODS, SERVICES
 from apiclient.selectors import selector_from_set
 from apiclient.store import NAMESPACE_INDEX, namespace_index
@@ -46,10 +52,6 @@ __all__ = [
     "pod_endpoints",
 ]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
-MANAGED_BY = "endpointslice-controller.k8s.io"
-TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 MAX_ENDPOINTS_PER_SLICE = 100
 SERVICE_INDEX = "endpointslice/service"
 
@@ -114,7 +116,7 @@ def pod_endpoints(service: Mapping, pods: list[dict]) -> list[PodEndpoint]:
     publish_not_ready = bool(spec.get("publishNotReadyAddresses"))
     endpoints = []
     for pod in pods:
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if is_terminal(pod):
             continue
         ip = _pod_ip(pod, family)
         if ip is None:
@@ -173,9 +175,9 @@ def desired_slices(service: Mapping, pods: list[dict]) -> list[dict]:
 def pod_change_time(pod: Mapping) -> str:
     """When the pod last changed in a way endpoints reflect (RFC 3339 compares as text)."""
     times = [(pod.get("metadata") or {}).get("creationTimestamp") or ""]
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            times.append(condition.get("lastTransitionTime") or "")
+    condition = ready_condition(pod)
+    if condition is not None:
+        times.append(condition.get("lastTransitionTime") or "")
     return max(times)
 
 
@@ -274,7 +276,7 @@ class EndpointSliceController(ServicePodsController):
         self.slices = informers.informer(ENDPOINTSLICES, indexers={
             SERVICE_INDEX: lambda s: [f"{s['metadata'].get('namespace')}/"
                                       f"{labels_of(s).get(SERVICE_NAME_LABEL)}"]
-            if labels_of(s).get(MANAGED_BY_LABEL) == MANAGED_BY else []})
+            if labels_of(s).get(MANAGED_BY_LABEL) == ENDPOINTSLICE_CONTROLLER_NAME else []})
         self.expectations = Expectations()
         # A slice edited or deleted by someone else is put back; our own new slices
         # showing up in the cache release the expectations below.
@@ -284,7 +286,8 @@ class EndpointSliceController(ServicePodsController):
 
     def _on_slice(self, endpoint_slice: dict) -> None:
         labels = labels_of(endpoint_slice)
-        if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(SERVICE_NAME_LABEL):
+        if labels.get(MANAGED_BY_LABEL) == ENDPOINTSLICE_CONTROLLER_NAME and \
+                labels.get(SERVICE_NAME_LABEL):
             self.enqueue(f"{endpoint_slice['metadata'].get('namespace')}/"
                          f"{labels[SERVICE_NAME_LABEL]}")
 
@@ -324,13 +327,13 @@ class EndpointSliceController(ServicePodsController):
                      trigger: str) -> None:
         meta = service["metadata"]
         labels = {**(meta.get("labels") or {}), SERVICE_NAME_LABEL: meta["name"],
-                  MANAGED_BY_LABEL: MANAGED_BY}
+                  MANAGED_BY_LABEL: ENDPOINTSLICE_CONTROLLER_NAME}
         body = {"apiVersion": ENDPOINTSLICES.api_version, "kind": ENDPOINTSLICES.kind,
                 **content}
         if current is None:
             body["metadata"] = {
                 "generateName": f"{meta['name']}-", "namespace": meta["namespace"],
-                "labels": labels, "annotations": {TRIGGER_TIME: trigger},
+                "labels": labels, "annotations": {LAST_CHANGE_TRIGGER_TIME_ANNOTATION: trigger},
                 "ownerReferences": [owner_reference(
                     {**service, "apiVersion": "v1", "kind": "Service"})],
             }
@@ -340,7 +343,7 @@ class EndpointSliceController(ServicePodsController):
             return
         body["metadata"] = {**current["metadata"], "labels": labels,
                             "annotations": {**(current["metadata"].get("annotations") or {}),
-                                            TRIGGER_TIME: trigger}}
+                                            LAST_CHANGE_TRIGGER_TIME_ANNOTATION: trigger}}
         await self.client.replace(ENDPOINTSLICES, body, namespace=meta["namespace"])
 
     async def _delete_all(self, key: str, slices: list[dict]) -> None:
@@ -362,7 +365,7 @@ def _owned_by(endpoint_slice: Mapping, service: Mapping) -> bool:
 def _same_content(current: Mapping, content: Mapping, service: Mapping) -> bool:
     labels = labels_of(current)
     wanted_labels = {**labels_of(service), SERVICE_NAME_LABEL: service["metadata"]["name"],
-                     MANAGED_BY_LABEL: MANAGED_BY}
+                     MANAGED_BY_LABEL: ENDPOINTSLICE_CONTROLLER_NAME}
     return (labels == wanted_labels
             and current.get("addressType") == content["addressType"]
             and (current.get("endpoints") or []) == content["endpoints"]

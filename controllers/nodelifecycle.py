@@ -37,6 +37,7 @@ from apiclient.client import ApiClient, retry_on_conflict
 from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import NotFoundError
 from apiclient.meta import object_key, parse_time, split_key, utc_now
+from apiclient.pods import is_active, is_terminal, ready_condition
 from apiclient.resources import LEASES, NODES, PODS
 from apiclient.taints import UNREACHABLE_TAINT_KEY, toleration_seconds
 
@@ -60,20 +61,13 @@ def _pod_node(pod: Obj) -> list[str]:
     return [node] if node else []
 
 
-def _ready_condition(node: Obj) -> Obj:
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition
-    return {}
-
-
 def unknown_conditions(node: Obj, *, now: str) -> list[dict]:
     """The condition patch that marks a silent node: every condition Unknown.
 
     Empty when Ready is already Unknown (nothing to write). Heartbeat times are kept.
     """
     conditions = (node.get("status") or {}).get("conditions") or []
-    if _ready_condition(node).get("status") == "Unknown":
+    if (ready_condition(node) or {}).get("status") == "Unknown":
         return []
     if not conditions:
         return [{"type": "Ready", "status": "Unknown", "reason": NEVER_UPDATED_REASON,
@@ -96,13 +90,6 @@ def eviction_due(pod: Obj, taint: Obj, *, now: datetime) -> float | None:
     added_text = taint.get("timeAdded")
     added = parse_time(added_text) if added_text else now
     return (added - now).total_seconds() + seconds
-
-
-def _pod_ready_is_false(pod: Obj) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "False"
-    return False
 
 
 @dataclass(frozen=True)
@@ -157,7 +144,7 @@ class NodeLifecycleController(Controller):
         change at all (rather than only found it when we started)."""
         lease = self._leases.store.get(f"{LEASE_NAMESPACE}/{name}") or {}
         signal = ((lease.get("spec") or {}).get("renewTime"),
-                  _ready_condition(node).get("lastHeartbeatTime"))
+                  (ready_condition(node) or {}).get("lastHeartbeatTime"))
         now = self._clock()
         seen = self._heartbeats.get(name)
         if seen is None:
@@ -254,8 +241,7 @@ class NodeLifecycleController(Controller):
 
     async def _mark_pods_not_ready(self, pods: list[dict]) -> None:
         for pod in pods:
-            if _pod_ready_is_false(pod) or (pod.get("status") or {}).get("phase") in (
-                    "Succeeded", "Failed"):
+            if (ready_condition(pod) or {}).get("status") == "False" or is_terminal(pod):
                 continue
             namespace, name = split_key(object_key(pod))
             condition = {"type": "Ready", "status": "False", "reason": "NodeUnreachable",
@@ -276,8 +262,7 @@ class NodeLifecycleController(Controller):
         now = datetime.now(UTC)
         next_due: float | None = None
         for pod in pods:
-            if (pod.get("metadata") or {}).get("deletionTimestamp") or \
-                    (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if not is_active(pod):
                 continue
             due = eviction_due(pod, taint, now=now)
             if due is None:

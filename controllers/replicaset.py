@@ -31,6 +31,7 @@ from apiclient.meta import object_key, owner_reference, parse_time, split_key
 from apiclient.pods import (
     is_active,
     is_ready,
+    is_terminal,
     ready_since,
     seconds_until_available,
 )
@@ -167,7 +168,7 @@ class ReplicaSetController(Controller):
         namespace, _ = split_key(key)
         selector = label_selector_from_spec((rs.get("spec") or {}).get("selector"))
         candidates = [pod for pod in self.pods.store.by_index(NAMESPACE_INDEX, namespace or "")
-                      if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+                      if not is_terminal(pod)]
         pods = await claim(self.client, PODS, rs, selector, candidates)
         active = [pod for pod in pods if is_active(pod)]
         if self.expectations.satisfied(key, self.pods.store) and \

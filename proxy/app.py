@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from apiclient import resources
 from apiclient.client import ApiClient
 from apiclient.informer import Informer
+from apiclient.serving import metrics_handler, serve
 from proxy import commands, conntrack, objects, sysctls
-from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app, serve
+from proxy.healthz import ProxyHealth, ServiceHealthServers, healthz_app
 from proxy.iptables.render import NodeInfo
 from proxy.iptables.restore import Iptables, detect_backend
 from proxy.metrics import ProxyMetrics
@@ -48,13 +49,8 @@ def node_info(
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:
-    async def handle(_request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
     app = web.Application()
-    app.router.add_get("/metrics", handle)
+    app.router.add_get("/metrics", metrics_handler(registry))
     return app
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from apiclient.serving import serve
+
 log = logging.getLogger(__name__)
 
 
@@ -37,11 +39,6 @@ class ProxyHealth:
         return {"lastUpdated": self.last_success, "currentTime": self._clock()}
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def healthz_app(health: ProxyHealth) -> web.Application:
     async def handle(_request: web.Request) -> web.Response:
         status = 200 if health.healthy() else 503
@@ -51,15 +48,6 @@ def healthz_app(health: ProxyHealth) -> web.Application:
     app.router.add_get("/healthz", handle)
     app.router.add_get("/livez", handle)
     return app
-
-
-async def serve(app: web.Application, address: str) -> web.AppRunner:
-    """Start serving ``app`` on "host:port"; the caller cleans up the returned runner."""
-    host, port = split_host_port(address)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 @dataclass(frozen=True)

@@ -26,22 +26,19 @@ import functools
 import socket
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
+from apiclient.labels import LAST_CHANGE_TRIGGER_TIME_ANNOTATION, SERVICE_NAME_LABEL
+from apiclient.meta import parse_time
 from proxy.servicemodel import EndpointState, ServiceInfo, SliceInfo, SlicePort, service_ports
 
 __all__ = [
-    "SERVICE_NAME_LABEL",
-    "TRIGGER_TIME_ANNOTATION",
     "record_key",
     "service_info",
     "slice_info",
 ]
 
 Obj = Mapping[str, Any]
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 _CACHE_SIZE = 4096  # distinct values shared; more only costs sharing, not results
 
 
@@ -73,11 +70,11 @@ def slice_service_key(endpoint_slice: Obj) -> str | None:
 def trigger_time(endpoint_slice: Obj) -> float | None:
     """Epoch seconds of the change that caused this slice update, if the controller said."""
     annotations = (endpoint_slice.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(TRIGGER_TIME_ANNOTATION)
+    value = annotations.get(LAST_CHANGE_TRIGGER_TIME_ANNOTATION)
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_time(value).timestamp()
     except ValueError:
         return None
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_SECONDS = 10800
 
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apiclient.meta import object_key
+from apiclient.pods import is_ready, is_terminal
 from apiclient.quantity import cpu_millis, memory_bytes
 
-__all__ = ["NodeInfo", "PodInfo", "SchedulerCache", "is_terminal", "pod_requests"]
+__all__ = ["NodeInfo", "PodInfo", "SchedulerCache", "pod_requests"]
 
 Obj = Mapping[str, Any]
 HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
@@ -78,10 +79,6 @@ def _controller_uid(metadata: Obj) -> str | None:
     return None
 
 
-def is_terminal(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
 @dataclass(frozen=True)
 class PodInfo:
     """What scheduling needs from a pod, parsed once per attempt."""
@@ -119,13 +116,6 @@ class PodInfo:
         return self.requests.get("memory") or DEFAULT_MEMORY_REQUEST
 
 
-def _is_ready(node: Obj) -> bool:
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
-
-
 @dataclass
 class NodeInfo:
     """One node and the pods placed on it (observed or assumed)."""
@@ -150,7 +140,7 @@ class NodeInfo:
         self.allocatable = {name: _amount(name, value) for name, value in allocatable.items()}
         self.labels = dict((node.get("metadata") or {}).get("labels") or {})
         self.taints = tuple((node.get("spec") or {}).get("taints") or ())
-        self.ready = _is_ready(node)
+        self.ready = is_ready(node)
         self.unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
 
     def add_pod(self, pod: PodInfo) -> None:

@@ -29,9 +29,10 @@ from apiclient.controller import Controller, SharedInformers
 from apiclient.errors import ApiError, NotFoundError, TransportError
 from apiclient.events import EventRecorder
 from apiclient.meta import object_key, split_key, utc_now
+from apiclient.pods import is_terminal
 from apiclient.resources import NODES, PODS
 
-from .cache import NodeInfo, PodInfo, SchedulerCache, is_terminal
+from .cache import NodeInfo, PodInfo, SchedulerCache
 from .filters import failure_message, filter_node
 from .scores import best_node
 

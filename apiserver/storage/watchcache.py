@@ -32,13 +32,13 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 
+from apiclient.backoff import Backoff
 from apiserver.storage.interface import CompactedError, Storage, StorageError, StorageEvent
 from apiserver.storage.sqlite import prefix_end
 
@@ -269,7 +269,7 @@ class WatchCache:
 
     async def _follow(self) -> None:
         """The storage watch loop: survive errors, relist when history was compacted."""
-        delay = _RETRY_MIN_SECONDS
+        retry = Backoff(initial=_RETRY_MIN_SECONDS, maximum=_RETRY_MAX_SECONDS)
         needs_relist = False
         while True:
             try:
@@ -279,7 +279,7 @@ class WatchCache:
                 async for event in self._storage.watch(from_revision=self._revision + 1,
                                                        prefix=self._root):
                     self._apply(event)
-                    delay = _RETRY_MIN_SECONDS
+                    retry.reset()
                 log.info("the storage watch ended (storage closed); the watch cache stops")
                 self._close_all_watchers()
                 return
@@ -288,13 +288,14 @@ class WatchCache:
                 needs_relist = True
                 continue
             except StorageError as error:
+                delay = retry.next_delay()
                 log.warning("the watch cache's storage watch failed: %s; retrying in %.1fs",
                             error, delay)
             except Exception:
+                delay = retry.next_delay()
                 log.exception("the watch cache failed unexpectedly; relisting in %.1fs", delay)
                 needs_relist = True
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+            await asyncio.sleep(delay)
 
     async def _relist(self) -> None:
         result = await self._storage.range(self._root)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from apiclient.labels import POD_TEMPLATE_HASH_LABEL
 from controllers.deployment import (
-    HASH_LABEL,
     new_replicas_for_rollout,
     resolve_fenceposts,
     scale_targets,
@@ -55,11 +55,11 @@ def test_template_hash_is_stable_and_safe() -> None:
 
 
 def test_templates_compare_without_the_hash_label() -> None:
-    hashed = {**TEMPLATE, "metadata": {"labels": {"app": "web", HASH_LABEL: "abc"}}}
+    hashed = {**TEMPLATE, "metadata": {"labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: "abc"}}}
     assert templates_equal(hashed, TEMPLATE)
-    other = {**TEMPLATE, "metadata": {"labels": {"app": "api", HASH_LABEL: "abc"}}}
+    other = {**TEMPLATE, "metadata": {"labels": {"app": "api", POD_TEMPLATE_HASH_LABEL: "abc"}}}
     assert not templates_equal(other, TEMPLATE)
-    assert templates_equal({"metadata": {"labels": {HASH_LABEL: "x"}}, "spec": {}},
+    assert templates_equal({"metadata": {"labels": {POD_TEMPLATE_HASH_LABEL: "x"}}, "spec": {}},
                            {"metadata": {}, "spec": {}})
 
 

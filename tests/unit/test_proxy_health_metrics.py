@@ -7,8 +7,9 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from apiclient.serving import serve
 from proxy.conntrack import StaleFlow, UdpTarget, stale_flows
-from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers, healthz_app, serve
+from proxy.healthz import HealthCheck, ProxyHealth, ServiceHealthServers, healthz_app
 from proxy.metrics import ProxyMetrics
 
 

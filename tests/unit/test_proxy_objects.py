@@ -4,6 +4,7 @@ store and the trackers need, share repeated values, and drop everything else."""
 import copy
 from datetime import UTC, datetime
 
+from apiclient.labels import LAST_CHANGE_TRIGGER_TIME_ANNOTATION
 from apiclient.store import Store
 from proxy import objects, tracker
 from proxy.iptables.render import NodeInfo, render, render_service
@@ -56,7 +57,7 @@ def full_slice(name="web-abc", service="web"):
                 "endpointslice.kubernetes.io/managed-by": "endpointslice-controller",
             },
             "annotations": {
-                objects.TRIGGER_TIME_ANNOTATION: "2026-11-25T00:00:01Z",
+                LAST_CHANGE_TRIGGER_TIME_ANNOTATION: "2026-11-25T00:00:01Z",
                 "other": "x",
             },
             "ownerReferences": [{"kind": "Service", "name": service, "uid": "1234"}],
