@@ -17,16 +17,19 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from apiclient.backoff import Backoff
 from apiclient.client import ApiClient
 from apiclient.errors import ApiError, ForbiddenError, TransportError, UnauthorizedError
 from apiclient.informer import Informer
 from apiclient.resources import NODES, PODS
+from apiclient.serving import metrics_handler, serve
 from nodeagent.api import PodApi
 from nodeagent.gc import run_gc
 from nodeagent.metrics import AgentMetrics
@@ -81,35 +84,22 @@ class AgentOptions:
         return self.node_name or socket.gethostname().lower()
 
 
-def _split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 async def _start_metrics_server(
-    address: str, registry: CollectorRegistry, healthy: callable
+    address: str, registry: CollectorRegistry, healthy: Callable[[], bool]
 ) -> web.AppRunner:
-    async def metrics(_: web.Request) -> web.Response:
-        body = await asyncio.to_thread(generate_latest, registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy()
         return web.Response(status=200 if ok else 503, text="ok" if ok else "PLEG is stale")
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, port = _split_address(address)
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serve(app, address)
 
 
 async def _register(reporter: NodeReporter) -> None:
     """Register the Node, waiting for the API server (retry 200 ms doubling to 7 s)."""
-    delay = 0.2
+    backoff = Backoff(initial=0.2, maximum=7.0)
     while True:
         try:
             await reporter.register()
@@ -119,9 +109,9 @@ async def _register(reporter: NodeReporter) -> None:
                 f"the API server refused to register node {reporter.node_name}: {err}"
             ) from err
         except (ApiError, TransportError) as err:
+            delay = backoff.next_delay()
             log.warning("cannot register node yet, retrying in %.1fs: %s", delay, err)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 7.0)
 
 
 POD_CIDR_WAIT_SECONDS = 60.0

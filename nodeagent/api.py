@@ -1,5 +1,5 @@
 """The few API calls a node agent makes about pods: status PATCH, final delete, ConfigMaps,
-and Events.
+and Events; and ``PodRecord``, what a pod worker tells about its pod besides runtime state.
 
 Events are recorded fire-and-forget: losing one must never stall or fail a pod worker.
 Identical events (same object, reason and message) are folded into one Event whose
@@ -17,6 +17,8 @@ from apiclient.client import ApiClient
 from apiclient.errors import NotFoundError
 from apiclient.events import EventRecorder
 from apiclient.resources import CONFIGMAPS, PODS
+from nodeagent.container_spec import all_containers
+from nodeagent.status import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +76,43 @@ class PodApi:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class PodRecord:
+    """One pod as its worker reports it beyond what the runtime shows: Events, and the
+    waiting reason (ErrImagePull, CrashLoopBackOff, ...) of each container that is not
+    running. The executors write here; status reads ``waiting``. ``pod`` is always the
+    newest version the worker has."""
+
+    def __init__(self, pod: dict[str, Any], api: PodApi) -> None:
+        self.pod = pod
+        self.api = api
+        self.waiting: dict[str, Waiting] = {}
+        self.pull_seconds = 0.0  # time spent pulling images: excluded from the start-up SLI
+
+    @property
+    def uid(self) -> str:
+        return str(self.pod["metadata"]["uid"])
+
+    def event(self, event_type: str, reason: str, message: str) -> None:
+        self.api.record_event(self.pod, event_type, reason, message)
+
+    def waiting_reason(self, name: str) -> str:
+        waiting = self.waiting.get(name)
+        return waiting.reason if waiting is not None else ""
+
+    def wait(self, name: str, reason: str, message: str = "") -> None:
+        self.waiting[name] = Waiting(reason, message)
+
+    def wait_all(self, reason: str, message: str) -> None:
+        """Every container of the pod waits for the same thing (sandbox, volumes)."""
+        for container in all_containers(self.pod):
+            self.wait(container["name"], reason, message)
+
+    def failed(self, name: str, reason: str, message: str) -> None:
+        """A step towards running the container failed: waiting reason plus an Event."""
+        self.wait(name, reason, message)
+        self.event("Warning", "Failed", f"Error: {message}")
+
+    def clear(self, name: str) -> None:
+        self.waiting.pop(name, None)

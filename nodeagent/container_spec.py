@@ -19,6 +19,7 @@ from typing import Any
 from apiclient.quantity import cpu_millis, memory_bytes
 from nodeagent.runtime.interface import (
     KIND_APP,
+    KIND_INIT,
     LABEL_CONTAINER_HASH,
     LABEL_CONTAINER_KIND,
     LABEL_CONTAINER_NAME,
@@ -47,6 +48,20 @@ def spec_hash(container: Mapping[str, Any]) -> str:
     """Stable hash of a container spec (kubelet's HashContainer), kept as a label."""
     canonical = json.dumps(container, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def all_containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Init containers, then app containers."""
+    spec = pod.get("spec", {})
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
+
+def find_container(
+    pod: Mapping[str, Any], name: str, *, kind: str = KIND_APP
+) -> Mapping[str, Any] | None:
+    """The spec of container ``name`` among the pod's init (KIND_INIT) or app containers."""
+    field = "initContainers" if kind == KIND_INIT else "containers"
+    return next((c for c in pod.get("spec", {}).get(field) or [] if c["name"] == name), None)
 
 
 def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import platform
-import random
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,8 +29,10 @@ from typing import Any
 import psutil
 from pyroute2 import IPRoute
 
+from apiclient.backoff import Backoff
 from apiclient.client import ApiClient
 from apiclient.errors import AlreadyExistsError, ApiError, NotFoundError, TransportError
+from apiclient.labels import ARCH_LABEL, HOSTNAME_LABEL, OS_LABEL
 from apiclient.meta import utc_now, utc_now_micro
 from apiclient.resources import LEASES, NODES
 
@@ -82,6 +83,11 @@ def _os_image() -> str:
     return platform.system()
 
 
+def _architecture() -> str:
+    """The machine in Kubernetes' (Go's) architecture names."""
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
 def default_route_address() -> str | None:
     """IPv4 address of the interface holding the default route (no packet is sent)."""
     with IPRoute() as ipr:
@@ -96,7 +102,6 @@ def gather_facts(*, data_dir: str, runtime_version: str) -> NodeFacts:
     memory = psutil.virtual_memory()
     disk_path = data_dir if os.path.exists(data_dir) else "/"
     disk = psutil.disk_usage(disk_path)
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     return NodeFacts(
         cpu_count=psutil.cpu_count() or 1,
         memory_total=memory.total,
@@ -109,7 +114,7 @@ def gather_facts(*, data_dir: str, runtime_version: str) -> NodeFacts:
         hostname=socket.gethostname().lower(),
         kernel=platform.release(),
         os_image=_os_image(),
-        architecture=arch,
+        architecture=_architecture(),
         machine_id=_read("/etc/machine-id"),
         boot_id=_read("/proc/sys/kernel/random/boot_id"),
         runtime_version=runtime_version,
@@ -300,16 +305,15 @@ class NodeReporter:
 
     async def register(self) -> dict[str, Any]:
         """Create (or adopt) the Node object and send a first full status."""
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
         body = {
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {
                 "name": self.node_name,
                 "labels": {
-                    "kubernetes.io/hostname": self.node_name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": arch,
+                    HOSTNAME_LABEL: self.node_name,
+                    OS_LABEL: "linux",
+                    ARCH_LABEL: _architecture(),
                 },
             },
             "spec": {},
@@ -370,7 +374,7 @@ class NodeReporter:
         """Renew the lease every quarter of its duration (retry 200 ms doubling to 7 s)
         and report status."""
         renew_seconds = self.lease_duration_seconds * LEASE_RENEW_FRACTION
-        delay = 0.2
+        backoff = Backoff(initial=0.2, maximum=7.0, jitter=0.1)
         done = 0
         while _iterations is None or done < _iterations:
             done += 1
@@ -381,9 +385,9 @@ class NodeReporter:
                 except (ApiError, TransportError, OSError) as err:
                     log.warning("node status report failed; next try in %.0fs: %s",
                                 renew_seconds, err)
-                delay = 0.2
+                backoff.reset()
                 await asyncio.sleep(renew_seconds)
             except (ApiError, TransportError, OSError) as err:
+                delay = backoff.next_delay()
                 log.warning("lease renewal failed, retrying in %.1fs: %s", delay, err)
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                delay = min(delay * 2, 7.0)
+                await asyncio.sleep(delay)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from apiclient.backoff import Backoff
 from nodeagent.runtime.interface import (
     ContainerRuntime,
     ContainerRuntimeError,
@@ -142,13 +143,16 @@ class Pleg:
                 await watcher
 
     async def _watch_events(self) -> None:
-        delay = 0.2
+        """Follow the runtime's event stream; reconnect after 0.2 s doubling to 7 s."""
+        backoff = Backoff(initial=0.2, maximum=7.0)
         while True:
             try:
                 async for _event in self._runtime.events():
-                    delay = 0.2
+                    backoff.reset()
                     self._poke.set()
             except ContainerRuntimeError as err:
+                delay = backoff.next_delay()
                 log.info("runtime event stream: %s; reconnecting in %.1fs", err, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 7.0)
+                await asyncio.sleep(delay)
+            else:
+                await backoff.sleep()

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apiclient.serving import serve
 from nodeagent.runtime.interface import (
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
@@ -24,6 +25,7 @@ from nodeagent.runtime.interface import (
     ContainerInfo,
     ContainerRuntime,
     ContainerRuntimeError,
+    newest_first,
 )
 
 
@@ -87,8 +89,7 @@ async def _find_instances(
             LABEL_CONTAINER_NAME: container,
         }
     )
-    infos = [await runtime.inspect_container(s.id) for s in summaries]
-    return sorted(infos, key=lambda i: (i.restart_count, i.created_at), reverse=True)
+    return newest_first([await runtime.inspect_container(s.id) for s in summaries])
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -176,7 +177,5 @@ async def start_kubelet_server(
     if client_ca:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=context).start()
-    return runner
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return await serve(app, address, ssl_context=context)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apiclient.pods import TERMINAL_PHASES, qos_class
 from nodeagent.runtime.interface import ContainerInfo, ContainerState
 
 CONTAINER_ID_PREFIX = "docker://"
@@ -215,7 +216,8 @@ def compute_pod_status(data: StatusInput) -> dict[str, Any]:
     old_conditions = {c["type"]: c for c in previous.get("conditions") or []}
     pending_init = [s["name"] for s in init_statuses if not s["ready"]]
     unready = [s["name"] for s in app_statuses if not s["ready"]]
-    done = phase in ("Succeeded", "Failed")
+    done = phase in TERMINAL_PHASES
+    ready = not unready and not done
     not_ready_reason = "PodCompleted" if done else "ContainersNotReady"
     not_ready_message = "" if done else f"containers with unready status: [{' '.join(unready)}]"
     conditions = [
@@ -229,21 +231,16 @@ def compute_pod_status(data: StatusInput) -> dict[str, Any]:
             if not pending_init
             else f"containers with incomplete status: [{' '.join(pending_init)}]",
         ),
-        _condition(
-            "Ready",
-            not unready and not done,
-            old_conditions,
-            data.now,
-            reason="" if not unready and not done else not_ready_reason,
-            message="" if not unready else not_ready_message,
-        ),
-        _condition(
-            "ContainersReady",
-            not unready and not done,
-            old_conditions,
-            data.now,
-            reason="" if not unready and not done else not_ready_reason,
-            message="" if not unready else not_ready_message,
+        *(
+            _condition(
+                kind,
+                ready,
+                old_conditions,
+                data.now,
+                reason="" if ready else not_ready_reason,
+                message="" if not unready else not_ready_message,
+            )
+            for kind in ("Ready", "ContainersReady")
         ),
         _condition("PodScheduled", True, old_conditions, data.now),
     ]
@@ -266,25 +263,6 @@ def compute_pod_status(data: StatusInput) -> dict[str, Any]:
         status["podIP"] = None
         status["podIPs"] = None
     return status
-
-
-def qos_class(spec: Mapping[str, Any]) -> str:
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    requests_or_limits = [
-        (c.get("resources") or {}).get(k) or {} for c in containers for k in ("requests", "limits")
-    ]
-    if not any(requests_or_limits):
-        return "BestEffort"
-    guaranteed = all(
-        (c.get("resources") or {}).get("limits", {}).get(r) is not None
-        and (c.get("resources") or {})
-        .get("requests", {})
-        .get(r, (c.get("resources") or {}).get("limits", {}).get(r))
-        == (c.get("resources") or {}).get("limits", {}).get(r)
-        for c in containers
-        for r in ("cpu", "memory")
-    )
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

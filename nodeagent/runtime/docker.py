@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -161,27 +161,53 @@ class DockerRuntime:
         info = await self._call("version", self._api.version)
         return str(info.get("Version", "unknown"))
 
-    async def run_sandbox(self, config: SandboxConfig) -> str:
+    async def _create(
+        self,
+        operation: str,
+        *,
+        image: str,
+        image_kind: str,
+        name: str,
+        labels: Mapping[str, str],
+        log_max_size: str,
+        host: Mapping[str, object],
+        **container: object,
+    ) -> str:
+        """Create a container labelled as ours, logs capped; a missing image is
+        ImageNotFoundError (``image_kind`` says which image it is in the message)."""
         host_config = self._api.create_host_config(
-            network_mode="none",
-            ipc_mode="shareable",
-            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            log_config=LogConfig(
+                type="json-file", config={"max-size": log_max_size, "max-file": "1"}
+            ),
+            **host,
         )
         try:
             created = await self._call(
-                "create_sandbox",
+                operation,
                 lambda: self._api.create_container(
-                    config.image,
-                    name=config.name,
-                    hostname=config.hostname,
-                    labels=self._labels(config.labels),
+                    image,
+                    name=name,
+                    labels=self._labels(labels),
                     host_config=host_config,
+                    **container,
                 ),
-                subject=config.name,
+                subject=name,
             )
         except ContainerNotFoundError as err:
-            raise ImageNotFoundError(f"sandbox image {config.image} is not present") from err
-        sandbox_id = created["Id"]
+            raise ImageNotFoundError(f"{image_kind} {image} is not present") from err
+        return str(created["Id"])
+
+    async def run_sandbox(self, config: SandboxConfig) -> str:
+        sandbox_id = await self._create(
+            "create_sandbox",
+            image=config.image,
+            image_kind="sandbox image",
+            name=config.name,
+            labels=config.labels,
+            log_max_size="1m",
+            host={"network_mode": "none", "ipc_mode": "shareable"},
+            hostname=config.hostname,
+        )
         try:
             await self.start_container(sandbox_id)
         except ContainerRuntimeError:
@@ -190,44 +216,37 @@ class DockerRuntime:
         return sandbox_id
 
     async def create_container(self, config: ContainerConfig) -> str:
-        host_config = self._api.create_host_config(
-            network_mode=f"container:{config.sandbox_id}",
-            ipc_mode=f"container:{config.sandbox_id}",
-            binds=[
+        host = {
+            "network_mode": f"container:{config.sandbox_id}",
+            "ipc_mode": f"container:{config.sandbox_id}",
+            "binds": [
                 f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
                 for m in config.mounts
             ],
-            cpu_shares=config.cpu_shares,
-            cpu_quota=config.cpu_quota,
-            cpu_period=config.cpu_period,
-            mem_limit=config.memory_limit,
-            log_config=LogConfig(
-                type="json-file", config={"max-size": config.log_max_size, "max-file": "1"}
-            ),
-        )
+            "cpu_shares": config.cpu_shares,
+            "cpu_quota": config.cpu_quota,
+            "cpu_period": config.cpu_period,
+            "mem_limit": config.memory_limit,
+        }
         try:
-            created = await self._call(
+            return await self._create(
                 "create_container",
-                lambda: self._api.create_container(
-                    config.image,
-                    name=config.name,
-                    entrypoint=config.entrypoint,
-                    command=config.args,
-                    environment=dict(config.env),
-                    working_dir=config.working_dir,
-                    user=config.user,
-                    labels=self._labels(config.labels),
-                    host_config=host_config,
-                ),
-                subject=config.name,
+                image=config.image,
+                image_kind="image",
+                name=config.name,
+                labels=config.labels,
+                log_max_size=config.log_max_size,
+                host=host,
+                entrypoint=config.entrypoint,
+                command=config.args,
+                environment=dict(config.env),
+                working_dir=config.working_dir,
+                user=config.user,
             )
-        except ContainerNotFoundError as err:
-            raise ImageNotFoundError(f"image {config.image} is not present") from err
-        except RuntimeUnavailableError:
+        except (RuntimeUnavailableError, ImageNotFoundError):
             raise
         except ContainerRuntimeError as err:
             raise ContainerCreateError(str(err)) from err
-        return str(created["Id"])
 
     async def start_container(self, container_id: str) -> None:
         try:
@@ -318,9 +337,10 @@ class DockerRuntime:
 
         return await self._call("exec", run, timeout=timeout, subject=container_id[:12])
 
-    async def container_logs(
-        self, container_id: str, *, tail: int | None = None, timestamps: bool = False
-    ) -> bytes:
+    async def _logs(
+        self, container_id: str, *, tail: int | None, timestamps: bool, follow: bool
+    ) -> Any:
+        """The log bytes, or with ``follow`` a blocking iterator of chunks."""
         return await self._call(
             "logs",
             lambda: self._api.logs(
@@ -328,28 +348,23 @@ class DockerRuntime:
                 stdout=True,
                 stderr=True,
                 timestamps=timestamps,
+                stream=follow,
+                follow=follow,
                 tail="all" if tail is None else tail,
             ),
             subject=container_id[:12],
         )
 
+    async def container_logs(
+        self, container_id: str, *, tail: int | None = None, timestamps: bool = False
+    ) -> bytes:
+        return await self._logs(container_id, tail=tail, timestamps=timestamps, follow=False)
+
     async def follow_logs(
         self, container_id: str, *, tail: int | None = None, timestamps: bool = False
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        stream = await self._call(
-            "logs",
-            lambda: self._api.logs(
-                container_id,
-                stdout=True,
-                stderr=True,
-                timestamps=timestamps,
-                stream=True,
-                follow=True,
-                tail="all" if tail is None else tail,
-            ),
-            subject=container_id[:12],
-        )
+        stream = await self._logs(container_id, tail=tail, timestamps=timestamps, follow=True)
         sentinel = object()
         try:
             while True:

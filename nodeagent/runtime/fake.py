@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 
+from apiclient.meta import utc_now
 from nodeagent.runtime.interface import (
     ContainerConfig,
     ContainerCreateError,
@@ -30,10 +31,6 @@ from nodeagent.runtime.interface import (
     RuntimeEvent,
     SandboxConfig,
 )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -70,7 +67,7 @@ class FakeRuntime:
             state=ContainerState.EXITED,
             pid=0,
             exit_code=exit_code,
-            finished_at=_now(),
+            finished_at=utc_now(),
         )
         self._emit(container_id, "die")
 
@@ -96,26 +93,32 @@ class FakeRuntime:
     async def version(self) -> str:
         return "fake-1.0"
 
-    async def run_sandbox(self, config: SandboxConfig) -> str:
-        if config.image not in self.images:
-            raise ImageNotFoundError(f"sandbox image {config.image} is not present")
-        sandbox_id = f"sandbox{next(self._ids):04d}"
-        self.containers[sandbox_id] = FakeContainer(
+    def _add(
+        self, prefix: str, config: ContainerConfig | SandboxConfig, state: ContainerState
+    ) -> str:
+        container_id = f"{prefix}{next(self._ids):04d}"
+        running = state is ContainerState.RUNNING
+        self.containers[container_id] = FakeContainer(
             info=ContainerInfo(
-                id=sandbox_id,
+                id=container_id,
                 name=config.name,
                 image=config.image,
                 image_id=f"sha256:{config.image}",
                 labels=dict(config.labels),
-                state=ContainerState.RUNNING,
-                pid=next(self._pids),
-                created_at=_now(),
-                started_at=_now(),
+                state=state,
+                pid=next(self._pids) if running else 0,
+                created_at=utc_now(),
+                started_at=utc_now() if running else "",
             ),
             config=config,
         )
-        self._emit(sandbox_id, "start")
-        return sandbox_id
+        self._emit(container_id, "start" if running else "create")
+        return container_id
+
+    async def run_sandbox(self, config: SandboxConfig) -> str:
+        if config.image not in self.images:
+            raise ImageNotFoundError(f"sandbox image {config.image} is not present")
+        return self._add("sandbox", config, ContainerState.RUNNING)
 
     async def create_container(self, config: ContainerConfig) -> str:
         if config.image not in self.images:
@@ -125,21 +128,7 @@ class FakeRuntime:
         sandbox = self.containers.get(config.sandbox_id)
         if sandbox is None or sandbox.info.state is not ContainerState.RUNNING:
             raise ContainerCreateError(f"sandbox {config.sandbox_id} is not running")
-        container_id = f"container{next(self._ids):04d}"
-        self.containers[container_id] = FakeContainer(
-            info=ContainerInfo(
-                id=container_id,
-                name=config.name,
-                image=config.image,
-                image_id=f"sha256:{config.image}",
-                labels=dict(config.labels),
-                state=ContainerState.CREATED,
-                created_at=_now(),
-            ),
-            config=config,
-        )
-        self._emit(container_id, "create")
-        return container_id
+        return self._add("container", config, ContainerState.CREATED)
 
     async def start_container(self, container_id: str) -> None:
         fake = self._get(container_id)
@@ -160,7 +149,7 @@ class FakeRuntime:
             fake.info,
             state=ContainerState.RUNNING,
             pid=next(self._pids),
-            started_at=_now(),
+            started_at=utc_now(),
             exit_code=None,
             finished_at="",
         )

@@ -15,7 +15,7 @@ Invariants every implementation keeps:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -128,6 +128,12 @@ class ContainerInfo:
             return int(self.labels.get(LABEL_RESTART_COUNT, "0"))
         except ValueError:
             return 0
+
+
+def newest_first(instances: Iterable[ContainerInfo]) -> list[ContainerInfo]:
+    """Instances of one container, the current attempt first: by restart count (a label, so
+    it survives agent restarts), then by creation time."""
+    return sorted(instances, key=lambda i: (i.restart_count, i.created_at), reverse=True)
 
 
 @dataclass(frozen=True)

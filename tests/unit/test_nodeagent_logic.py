@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from nodeagent.backoff import Backoff
 from nodeagent.container_spec import (
     ContainerConfigError,
     build_container_config,
@@ -13,6 +12,7 @@ from nodeagent.container_spec import (
     expand,
 )
 from nodeagent.pleg import EventType, PodLifecycleEvent, diff
+from nodeagent.pod_worker import kubelet_backoff
 from nodeagent.runtime.interface import LABEL_RESTART_COUNT, ContainerInfo, ContainerState
 from nodeagent.status import StatusInput, Waiting, compute_pod_status, pod_phase
 
@@ -52,7 +52,7 @@ def test_pleg_diff_covers_every_pod_and_container():
 
 # -- back-off --------------------------------------------------------------------------
 def test_crash_loop_delays_double_to_the_cap_and_reset_after_long_run():
-    backoff = Backoff()
+    backoff = kubelet_backoff()
     assert backoff.remaining("k", since=100, now=100) == 0  # first restart is immediate
     delays = []
     for _ in range(8):

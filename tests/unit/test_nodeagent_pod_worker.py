@@ -20,13 +20,12 @@ from apiclient.client import ApiClient
 from apiclient.resources import EVENTS, PODS
 from apiclient.testing import FakeApiServer
 from nodeagent.api import PodApi
-from nodeagent.backoff import Backoff
 from nodeagent.metrics import AgentMetrics
 from nodeagent.network.bridge import PodInterface
 from nodeagent.network.ipam import HostLocalIpam
 from nodeagent.network.manager import PodNetworkManager
 from nodeagent.pleg import Pleg
-from nodeagent.pod_worker import NodeContext, PodWorkers
+from nodeagent.pod_worker import NodeContext, PodWorkers, kubelet_backoff
 from nodeagent.runtime.fake import FakeRuntime
 from nodeagent.runtime.interface import ContainerState
 
@@ -129,8 +128,8 @@ async def build_node(
         pod_infra_image=PAUSE,
         data_dir=tmp_path,
         metrics=AgentMetrics(CollectorRegistry()),
-        restart_backoff=Backoff(),
-        pull_backoff=Backoff(),
+        restart_backoff=kubelet_backoff(),
+        pull_backoff=kubelet_backoff(),
     )
     workers = PodWorkers(context)
     pleg = Pleg(runtime, workers.wake, period=0.05)

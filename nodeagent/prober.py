@@ -1,12 +1,15 @@
-"""Container probes (startup, liveness, readiness) with kubelet's semantics.
+"""Container probes (startup, liveness, readiness) with kubelet's semantics, and the
+prober manager that owns a pod's probe tasks.
 
-One ``ContainerProber`` task per running container instance that declares probes. The
-startup probe runs first; liveness and readiness begin only once it succeeded (or when
+``ProberManager`` (one per pod worker) keeps one ``ContainerProber`` task per running app
+container instance that declares probes, and cancels the tasks of instances that stopped.
+The startup probe runs first; liveness and readiness begin only once it succeeded (or when
 there is none). A probe result only flips after ``successThreshold`` consecutive
-successes or ``failureThreshold`` consecutive failures, and each flip is reported once
-through ``on_change`` -- the pod worker turns a liveness/startup failure into a restart and
-readiness into the Ready condition. Probes never raise: every handler error is a failed
-probe with a message a person can read in the ``Unhealthy`` event.
+successes or ``failureThreshold`` consecutive failures, and each flip is reported once:
+readiness feeds ``ready`` (the Ready condition), a liveness or startup failure puts the
+container in ``unhealthy``, which ``compute_pod_actions`` turns into a restart. Probes
+never raise: every handler error is a failed probe with a message a person can read in
+the ``Unhealthy`` event.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from nodeagent.runtime.interface import ContainerRuntime, ContainerRuntimeError
+from nodeagent.actions import PodView
+from nodeagent.runtime.interface import ContainerRuntime, ContainerRuntimeError, ContainerState
 
 STARTUP, LIVENESS, READINESS = "startup", "liveness", "readiness"
 # Called with (probe kind, healthy, message) whenever a probe's result flips.
@@ -173,3 +177,71 @@ class ContainerProber:
                     if spec.kind in (STARTUP, LIVENESS):
                         return False  # the container will be restarted; a new prober follows
             await asyncio.sleep(spec.period)
+
+
+class ProberManager:
+    """The probe tasks of one pod, and what they found: ``ready`` by container name,
+    ``unhealthy`` container ids (condemned by liveness or startup, to be restarted)."""
+
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        *,
+        on_change: Callable[[], None],
+        on_failure: Callable[[str, str], None],
+    ) -> None:
+        self.runtime = runtime
+        self.ready: dict[str, bool] = {}
+        self.unhealthy: set[str] = set()
+        self._on_change = on_change  # a result flipped: the pod needs a pass
+        self._on_failure = on_failure  # (kind, message) of every failed attempt
+        self._tasks: dict[str, asyncio.Task] = {}  # container id -> its prober
+
+    def sync(self, pod: Mapping[str, Any], view: PodView, *, pod_ip: str | None) -> None:
+        """One prober per running app container that declares probes; none for the rest."""
+        wanted: dict[str, Mapping[str, Any]] = {}
+        for container in pod.get("spec", {}).get("containers") or []:
+            latest = view.latest(container["name"])
+            if latest and latest.state is ContainerState.RUNNING and probes_of(container):
+                wanted[latest.id] = container
+        self.stop(keep=set(wanted))
+        for container_id, container in wanted.items():
+            if container_id not in self._tasks:
+                self._start(container, container_id, pod_ip)
+
+    def _start(self, container: Mapping[str, Any], container_id: str, pod_ip: str | None) -> None:
+        specs = probes_of(container)
+        if STARTUP in specs or READINESS in specs:
+            self.ready[container["name"]] = False
+        prober = ContainerProber(
+            container,
+            container_id,
+            runtime=self.runtime,
+            pod_ip=pod_ip,
+            on_change=lambda kind, ok, _message: self._changed(container, container_id, kind, ok),
+            on_failure=self._on_failure,
+        )
+        self._tasks[container_id] = asyncio.get_running_loop().create_task(
+            prober.run(), name=f"probe-{container_id[:12]}"
+        )
+
+    def _changed(
+        self, container: Mapping[str, Any], container_id: str, kind: str, ok: bool
+    ) -> None:
+        name = container["name"]
+        if kind == READINESS:
+            self.ready[name] = ok
+        elif kind == STARTUP and ok and READINESS not in probes_of(container):
+            self.ready[name] = True
+        elif kind in (LIVENESS, STARTUP) and not ok:
+            self.unhealthy.add(container_id)
+        self._on_change()
+
+    def killed(self, container_id: str) -> None:
+        """The container was killed: its verdict is spent."""
+        self.unhealthy.discard(container_id)
+
+    def stop(self, *, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        """Cancel every prober except those of the container ids in ``keep``."""
+        for container_id in [c for c in self._tasks if c not in keep]:
+            self._tasks.pop(container_id).cancel()
