@@ -2,9 +2,10 @@
 
 Each component is a package of its own with its own entry point (``apiserver.app.serving``,
 ``scheduler.run``, ``controllers.run``) and they never import each other; this module is
-where ``keelson apiserver`` and ``keelson up`` put them side by side, as k3s does. The
-scheduler and the controllers share one API client and one set of informers here, so a
-pod is listed and watched once, not twice.
+where ``keelson apiserver`` and ``keelson up`` put them side by side, as k3s does. Each
+loop runs with its own identity and kubeconfig, written next to the admin one
+(``system:kube-scheduler`` in ``scheduler.kubeconfig``, ``system:kube-controller-manager``
+in ``controller-manager.kubeconfig``), exactly as it would as a separate process.
 """
 
 from __future__ import annotations
@@ -12,36 +13,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from apiclient.controller import ControllerFactory, run_controllers
+import controllers
+import scheduler
 from apiserver.app import APIServer, APIServerOptions, serving
-from controllers import ControllerManagerOptions, default_controllers
-from scheduler import Scheduler
+from apiserver.auth import pki
+from controllers import ControllerManagerOptions
+
+SCHEDULER_USER = "system:kube-scheduler"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 
 
-def control_loops(options: ControllerManagerOptions) -> list[ControllerFactory]:
-    """The scheduler and every controller, in start order."""
-    return [Scheduler, *default_controllers(options)]
+def component_kubeconfigs(server: APIServer) -> tuple[Path, Path]:
+    """(scheduler, controller-manager) kubeconfigs with their own client certificates."""
+    assert server.pki is not None
+    data_dir, port = server.options.data_dir, server.options.secure_port
+    return (
+        pki.ensure_client_kubeconfig(data_dir, server.pki, port=port, name="scheduler",
+                                     user=SCHEDULER_USER),
+        pki.ensure_client_kubeconfig(data_dir, server.pki, port=port,
+                                     name="controller-manager", user=CONTROLLER_MANAGER_USER),
+    )
 
 
 @contextlib.asynccontextmanager
 async def control_plane(options: APIServerOptions,
-                        controllers: ControllerManagerOptions | None
+                        manager: ControllerManagerOptions | None
                         ) -> AsyncIterator[APIServer]:
-    """A serving apiserver with the control loops beside it (none when ``controllers``
-    is None, i.e. ``--disable-controllers``); everything stops on exit."""
+    """A serving apiserver with the scheduler and controllers beside it (none when
+    ``manager`` is None, i.e. ``--disable-controllers``); everything stops on exit."""
     async with serving(options) as server:
-        if controllers is not None:
-            loops = run_controllers(server.kubeconfig, factories=control_loops(controllers))
-            server.add_background(asyncio.create_task(loops, name="control-loops"))
+        if manager is not None:
+            scheduler_config, manager_config = await asyncio.to_thread(
+                component_kubeconfigs, server)
+            server.add_background(asyncio.create_task(scheduler.run(scheduler_config),
+                                                      name="scheduler"))
+            server.add_background(asyncio.create_task(controllers.run(manager_config, manager),
+                                                      name="controller-manager"))
         yield server
 
 
 async def run_control_plane(options: APIServerOptions,
-                            controllers: ControllerManagerOptions | None, *,
+                            manager: ControllerManagerOptions | None, *,
                             stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set (SIGTERM/SIGINT), then shut down cleanly."""
-    async with control_plane(options, controllers) as server:
+    async with control_plane(options, manager) as server:
         print(f"keelson apiserver ready: https://{options.bind_address}:{options.secure_port} "
               f"(kubeconfig: {server.kubeconfig})", flush=True)
         await stop.wait()

@@ -152,15 +152,38 @@ def ensure_admin_kubeconfig(data_dir: Path, pki: PKI, *, port: int) -> Path:
     Rewritten on every call so a changed port or a reissued admin certificate is picked up.
     """
     path = Path(data_dir) / "admin.kubeconfig"
-    write_kubeconfig(
-        path,
-        server=f"https://127.0.0.1:{port}",
-        ca_pem=pki.ca_cert.read_bytes(),
-        cert_pem=pki.admin_cert.read_bytes(),
-        key_pem=pki.admin_key.read_bytes(),
-        user=ADMIN_USER,
-    )
+    _write_local_kubeconfig(path, pki, port=port, cert=pki.admin_cert, key=pki.admin_key,
+                            user=ADMIN_USER)
     return path
+
+
+def ensure_client_kubeconfig(data_dir: Path, pki: PKI, *, port: int, name: str, user: str,
+                             groups: Sequence[str] = ()) -> Path:
+    """``DATA_DIR/<name>.kubeconfig`` for a control-plane component with its own identity
+    (e.g. ``system:kube-scheduler``), as kubeadm writes ``scheduler.conf``.
+
+    The certificate is kept as ``pki/<name>.crt`` and reissued only when it is not signed
+    by the CA, is near expiry, or names another user or groups.
+    """
+    cert_path, key_path = pki.ca_cert.with_name(f"{name}.crt"), pki.ca_cert.with_name(f"{name}.key")
+    ca_cert, _ = _load_ca(pki)
+    if not (key_path.exists() and _cert_is_current(cert_path, ca_cert)
+            and _subject_is(cert_path, _name(user, organizations=groups))):
+        cert_pem, key_pem = issue_client_cert(pki, common_name=user, groups=groups)
+        _write_pair(cert_path, cert_pem, key_path, key_pem)
+    path = Path(data_dir) / f"{name}.kubeconfig"
+    _write_local_kubeconfig(path, pki, port=port, cert=cert_path, key=key_path, user=user)
+    return path
+
+
+def _write_local_kubeconfig(path: Path, pki: PKI, *, port: int, cert: Path, key: Path,
+                            user: str) -> None:
+    write_kubeconfig(path, server=f"https://127.0.0.1:{port}", ca_pem=pki.ca_cert.read_bytes(),
+                     cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), user=user)
+
+
+def _subject_is(path: Path, subject: x509.Name) -> bool:
+    return x509.load_pem_x509_certificate(path.read_bytes()).subject == subject
 
 
 def node_addresses() -> list[str]:

@@ -34,6 +34,7 @@ from apiserver.auth.authn import (
 from apiserver.auth.pki import (
     PKI,
     ensure_admin_kubeconfig,
+    ensure_client_kubeconfig,
     ensure_pki,
     issue_client_cert,
     node_addresses,
@@ -177,6 +178,27 @@ async def test_admin_client_cert_authenticates_as_kubernetes_admin(pki, server_u
     assert status == 200
     assert body["name"] == "kubernetes-admin"
     assert body["groups"] == ["system:masters", "system:authenticated"]
+
+
+def test_component_kubeconfig_has_its_own_identity_and_is_reused(tmp_path):
+    pki = ensure_pki(tmp_path, hostnames=[], ips=[])
+    path = ensure_client_kubeconfig(tmp_path, pki, port=7443, name="scheduler",
+                                    user="system:kube-scheduler")
+    assert path == tmp_path / "scheduler.kubeconfig"
+    config = yaml.safe_load(path.read_text())
+    user = config["users"][0]["user"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        "system:kube-scheduler"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) == []
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:7443"
+    first = (tmp_path / "pki" / "scheduler.crt").read_bytes()
+    ensure_client_kubeconfig(tmp_path, pki, port=7443, name="scheduler",
+                             user="system:kube-scheduler")
+    assert (tmp_path / "pki" / "scheduler.crt").read_bytes() == first  # kept, not reissued
+    ensure_client_kubeconfig(tmp_path, pki, port=7443, name="scheduler",
+                             user="system:kube-scheduler", groups=["kt-group"])
+    assert (tmp_path / "pki" / "scheduler.crt").read_bytes() != first  # other groups: reissued
 
 
 async def test_issued_client_cert_carries_user_and_groups(pki, server_url, tmp_path):
