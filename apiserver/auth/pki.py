@@ -143,7 +143,7 @@ def write_kubeconfig(path: Path, *, server: str, ca_pem: bytes, cert_pem: bytes,
         "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
         "current-context": context,
     }
-    _write_file(Path(path), yaml.safe_dump(config, sort_keys=False).encode(), mode=0o600)
+    write_file(Path(path), yaml.safe_dump(config, sort_keys=False).encode(), mode=0o600)
 
 
 def ensure_admin_kubeconfig(data_dir: Path, pki: PKI, *, port: int) -> Path:
@@ -322,11 +322,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _write_pair(cert_path: Path, cert_pem: bytes, key_path: Path, key_pem: bytes) -> None:
     # Key first: a certificate on disk always has its key next to it.
-    _write_file(key_path, key_pem, mode=0o600)
-    _write_file(cert_path, cert_pem, mode=0o644)
+    write_file(key_path, key_pem, mode=0o600)
+    write_file(cert_path, cert_pem, mode=0o644)
 
 
-def _write_file(path: Path, data: bytes, *, mode: int) -> None:
+def write_file(path: Path, data: bytes, *, mode: int) -> None:
     """Write atomically (temp file + rename) with ``mode`` from the first byte on."""
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
