@@ -11,6 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from apiclient.labels import LEGACY_ROLE_LABEL, NODE_ROLE_LABEL_PREFIX
+from apiclient.meta import parse_time
+from apiclient.pods import is_ready, ready_condition
+
 Obj = dict[str, Any]
 NONE = "<none>"
 
@@ -51,7 +55,7 @@ def since(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
     try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = parse_time(timestamp)
     except ValueError:
         return "<unknown>"
     return human_duration((datetime.now(UTC) - then).total_seconds())
@@ -124,10 +128,7 @@ def _pod_summary(pod: Obj) -> tuple[str, int, int, str | None]:
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:
-            conditions = status.get("conditions") or []
-            is_ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                           for c in conditions)
-            reason = "Running" if is_ready else "NotReady"
+            reason = "Running" if is_ready(pod) else "NotReady"
 
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
@@ -173,8 +174,7 @@ def pod_readiness_gates(pod: Obj) -> str:
 # --- nodes --------------------------------------------------------------------------
 
 def node_status(node: Obj) -> str:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    ready = ready_condition(node)
     parts = ["Unknown" if ready is None else ("Ready" if ready.get("status") == "True"
                                                else "NotReady")]
     if (node.get("spec") or {}).get("unschedulable"):
@@ -185,9 +185,9 @@ def node_status(node: Obj) -> str:
 def node_roles(node: Obj) -> str:
     roles = set()
     for key, value in ((node.get("metadata") or {}).get("labels") or {}).items():
-        if key.startswith("node-role.kubernetes.io/"):
-            roles.add(key.removeprefix("node-role.kubernetes.io/"))
-        elif key == "kubernetes.io/role" and value:
+        if key.startswith(NODE_ROLE_LABEL_PREFIX):
+            roles.add(key.removeprefix(NODE_ROLE_LABEL_PREFIX))
+        elif key == LEGACY_ROLE_LABEL and value:
             roles.add(value)
     return ",".join(sorted(r for r in roles if r)) or NONE
 

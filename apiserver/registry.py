@@ -2,8 +2,10 @@
 
 Why a table: handlers (CRUD, watch, discovery, Table output, OpenAPI, metrics) are
 generic and read everything resource-specific from here — names, scope, subresources,
-printed columns, selectable fields and the strategy hooks (defaulting, validation,
-status handling). Adding a resource is one entry, not a new handler.
+printed columns, selectable fields and the kind's :mod:`strategy <apiserver.strategies>`
+(defaulting, validation, status handling, graceful deletion, allocations). Adding a
+resource is one entry (plus a strategy module if the kind has behaviour of its own), not
+a new handler.
 
 Storage keys follow kube-apiserver's layout: ``/registry/<group or core>/<plural>/``
 then ``<namespace>/<name>`` for namespaced resources or ``<name>`` otherwise.
@@ -17,9 +19,9 @@ from typing import Any
 
 from apiserver import printers
 from apiserver.admission import defaulting, validation
+from apiserver.strategies import StatusStrategy, Strategy, namespaces, nodes, pods, services
 
 Obj = dict[str, Any]
-Cause = dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +50,22 @@ class ResourceType:
     columns: tuple[Column, ...] = ()
     # Selectable fields beyond metadata.name / metadata.namespace (field selectors).
     fields: Mapping[str, Callable[[Obj], str]] = field(default_factory=dict)
-    default: Callable[[Obj], None] | None = None
-    validate: Callable[[Obj, Obj | None], list[Cause]] | None = None
-    # True when spec and status are written through separate endpoints: the main
-    # resource ignores status changes and ``/status`` ignores everything but status.
-    has_status: bool = False
-    # Resources created by PUT when missing (Kubernetes AllowCreateOnUpdate).
-    create_on_update: bool = False
-    # Resources whose graceful delete is finished by someone else (pods on a node).
+    # What the REST store does differently for this kind (defaulting, validation,
+    # initial status, graceful deletion, allocations); a StatusStrategy with ``status``.
+    strategy: Strategy = field(default_factory=Strategy)
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list",
                               "patch", "update", "watch")
+
+    def __post_init__(self) -> None:
+        if self.has_status != isinstance(self.strategy, StatusStrategy):
+            raise TypeError(f"{self.plural}: a resource has a status subresource exactly "
+                            "when its strategy is a StatusStrategy")
+
+    @property
+    def has_status(self) -> bool:
+        """Spec and status are written through separate endpoints: the main resource
+        ignores status changes and ``/status`` ignores everything but status."""
+        return "status" in self.subresources
 
     @property
     def group_version(self) -> str:
@@ -122,20 +130,29 @@ def subresource_kind(rt: ResourceType, subresource: str) -> tuple[str, str, str]
     return rt.group, rt.version, rt.kind
 
 
+def _fields(*names: str) -> dict[str, Callable[[Obj], Any]]:
+    """Selectable fields read from the object at their own dotted path."""
+    return {name: _path(*name.split(".")) for name in names}
+
+
 NAME = Column("Name", printers.name, format="name", description="Name of the object")
 AGE = Column("Age", printers.age, description="Time since the object was created")
+# The ``-o wide`` columns of workloads with a pod template.
+TEMPLATE_COLUMNS = (Column("Containers", printers.template_containers, priority=1),
+                    Column("Images", printers.template_images, priority=1),
+                    Column("Selector", printers.spec_selector, priority=1))
 
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(
         "", "v1", "Namespace", "namespaces", False, short_names=("ns",),
-        subresources=frozenset({"status", "finalize"}), has_status=True,
+        subresources=frozenset({"status", "finalize"}),
         columns=(NAME, Column("Status", _path("status", "phase")), AGE),
-        fields={"status.phase": _path("status", "phase")},
-        default=defaulting.namespace, validate=validation.namespace,
+        fields=_fields("status.phase"),
+        strategy=namespaces.STRATEGY,
     ),
     ResourceType(
         "", "v1", "Node", "nodes", False, short_names=("no",),
-        subresources=frozenset({"status"}), has_status=True,
+        subresources=frozenset({"status"}),
         columns=(NAME, Column("Status", printers.node_status), Column("Roles", printers.node_roles),
                  AGE, Column("Version", _path("status", "nodeInfo", "kubeletVersion")),
                  Column("Internal-IP", printers.node_internal_ip, priority=1),
@@ -145,46 +162,41 @@ RESOURCES: tuple[ResourceType, ...] = (
                         priority=1),
                  Column("Container-Runtime",
                         _path("status", "nodeInfo", "containerRuntimeVersion"), priority=1)),
-        fields={"spec.unschedulable": _path("spec", "unschedulable")},
-        validate=validation.node,
+        fields=_fields("spec.unschedulable"),
+        strategy=nodes.STRATEGY,
     ),
     ResourceType(
         "", "v1", "Pod", "pods", True, short_names=("po",), categories=("all",),
-        subresources=frozenset({"status", "binding", "log"}), has_status=True,
+        subresources=frozenset({"status", "binding", "log"}),
         columns=(NAME, Column("Ready", printers.pod_ready), Column("Status", printers.pod_status),
                  Column("Restarts", printers.pod_restarts), AGE,
                  Column("IP", printers.pod_ip, priority=1),
                  Column("Node", printers.pod_node, priority=1),
                  Column("Nominated Node", printers.pod_nominated_node, priority=1),
                  Column("Readiness Gates", printers.pod_readiness_gates, priority=1)),
-        fields={"spec.nodeName": _path("spec", "nodeName"),
-                "spec.restartPolicy": _path("spec", "restartPolicy"),
-                "spec.schedulerName": _path("spec", "schedulerName"),
-                "spec.serviceAccountName": _path("spec", "serviceAccountName"),
-                "spec.hostNetwork": _path("spec", "hostNetwork"),
-                "status.phase": _path("status", "phase"),
-                "status.podIP": _path("status", "podIP"),
-                "status.nominatedNodeName": _path("status", "nominatedNodeName")},
-        default=defaulting.pod, validate=validation.pod,
+        fields=_fields("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                       "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+                       "status.podIP", "status.nominatedNodeName"),
+        strategy=pods.STRATEGY,
     ),
     ResourceType(
         "", "v1", "Service", "services", True, short_names=("svc",), categories=("all",),
-        subresources=frozenset({"status"}), has_status=True,
+        subresources=frozenset({"status"}),
         columns=(NAME, Column("Type", _path("spec", "type")),
                  Column("Cluster-IP", _path("spec", "clusterIP")),
                  Column("External-IP", printers.service_external_ip),
                  Column("Port(s)", printers.service_ports), AGE,
                  Column("Selector", printers.service_selector, priority=1)),
-        fields={"spec.clusterIP": _path("spec", "clusterIP"), "spec.type": _path("spec", "type")},
-        default=defaulting.service, validate=validation.service,
+        fields=_fields("spec.clusterIP", "spec.type"),
+        strategy=services.STRATEGY,
     ),
     ResourceType(
-        "", "v1", "Endpoints", "endpoints", True, short_names=("ep",), create_on_update=True,
+        "", "v1", "Endpoints", "endpoints", True, short_names=("ep",),
         columns=(NAME, Column("Endpoints", printers.endpoints_summary), AGE),
-        validate=validation.endpoints,
+        strategy=Strategy(validate=validation.endpoints, create_on_update=True),
     ),
     ResourceType(
-        "", "v1", "Event", "events", True, short_names=("ev",), create_on_update=True,
+        "", "v1", "Event", "events", True, short_names=("ev",),
         columns=(Column("Last Seen", printers.event_last_seen), Column("Type", _path("type")),
                  Column("Reason", _path("reason")), Column("Object", printers.event_object),
                  Column("Subobject", _path("involvedObject", "fieldPath"), priority=1),
@@ -193,56 +205,51 @@ RESOURCES: tuple[ResourceType, ...] = (
                  Column("First Seen", printers.event_first_seen, priority=1),
                  Column("Count", printers.event_count, priority=1),
                  Column("Name", printers.name, priority=1)),
-        fields={"involvedObject.kind": _path("involvedObject", "kind"),
-                "involvedObject.namespace": _path("involvedObject", "namespace"),
-                "involvedObject.name": _path("involvedObject", "name"),
-                "involvedObject.uid": _path("involvedObject", "uid"),
-                "involvedObject.fieldPath": _path("involvedObject", "fieldPath"),
-                "reason": _path("reason"), "type": _path("type"),
+        fields={**_fields("involvedObject.kind", "involvedObject.namespace",
+                          "involvedObject.name", "involvedObject.uid",
+                          "involvedObject.fieldPath", "reason", "type"),
                 "source": _path("source", "component")},
-        default=defaulting.event, validate=validation.event,
+        strategy=Strategy(default=defaulting.event, validate=validation.event,
+                          create_on_update=True),
     ),
     ResourceType(
         "", "v1", "ConfigMap", "configmaps", True, short_names=("cm",),
         columns=(NAME, Column("Data", printers.configmap_data, type="integer"), AGE),
-        validate=validation.configmap,
+        strategy=Strategy(validate=validation.configmap),
     ),
     ResourceType(
         "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True,
         columns=(NAME, Column("AddressType", _path("addressType")),
                  Column("Ports", printers.endpointslice_ports),
                  Column("Endpoints", printers.endpointslice_endpoints), AGE),
-        validate=validation.endpointslice,
+        strategy=Strategy(validate=validation.endpointslice),
     ),
     ResourceType(
         "apps", "v1", "Deployment", "deployments", True, short_names=("deploy",),
-        categories=("all",), subresources=frozenset({"status", "scale"}), has_status=True,
+        categories=("all",), subresources=frozenset({"status", "scale"}),
         columns=(NAME, Column("Ready", printers.deployment_ready),
                  Column("Up-to-date", _path("status", "updatedReplicas", missing=0),
                         type="integer"),
                  Column("Available", _path("status", "availableReplicas", missing=0),
-                        type="integer"), AGE,
-                 Column("Containers", printers.template_containers, priority=1),
-                 Column("Images", printers.template_images, priority=1),
-                 Column("Selector", printers.spec_selector, priority=1)),
-        default=defaulting.deployment, validate=validation.deployment,
+                        type="integer"), AGE, *TEMPLATE_COLUMNS),
+        strategy=StatusStrategy(default=defaulting.deployment, validate=validation.deployment),
     ),
     ResourceType(
         "apps", "v1", "ReplicaSet", "replicasets", True, short_names=("rs",),
-        categories=("all",), subresources=frozenset({"status", "scale"}), has_status=True,
+        categories=("all",), subresources=frozenset({"status", "scale"}),
         columns=(NAME, Column("Desired", _path("spec", "replicas", missing=0), type="integer"),
                  Column("Current", printers.replicaset_current, type="integer"),
                  Column("Ready", printers.replicaset_ready, type="integer"), AGE,
-                 Column("Containers", printers.template_containers, priority=1),
-                 Column("Images", printers.template_images, priority=1),
-                 Column("Selector", printers.spec_selector, priority=1)),
-        fields={"status.replicas": _path("status", "replicas")},
-        default=defaulting.replicaset, validate=validation.replicaset,
+                 *TEMPLATE_COLUMNS),
+        fields=_fields("status.replicas"),
+        # status.replicas is required (not omitempty) in ReplicaSetStatus
+        strategy=StatusStrategy(status={"replicas": 0}, default=defaulting.replicaset,
+                                validate=validation.replicaset),
     ),
     ResourceType(
         "coordination.k8s.io", "v1", "Lease", "leases", True,
         columns=(NAME, Column("Holder", _path("spec", "holderIdentity")), AGE),
-        validate=validation.lease,
+        strategy=Strategy(validate=validation.lease),
     ),
 )
 

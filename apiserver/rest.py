@@ -4,10 +4,11 @@ This is kube-apiserver's ``registry/generic/registry/store.go`` in small: it own
 the server keeps in object metadata (uid, creationTimestamp, resourceVersion, generation,
 deletionTimestamp, finalizers), optimistic concurrency (a stale resourceVersion is a 409),
 no-op updates (not written, resourceVersion unchanged — so a second ``kubectl apply`` is
-a no-op), spec/status separation, graceful deletion of pods bound to a node, deletion
-that waits for finalizers, namespace deletion that deletes the namespace's content
-(``default``, ``kube-system`` and ``kube-public`` cannot be deleted), and the Service
-IP / NodePort allocations.
+a no-op), the ``/status`` subresource writing status only, graceful deletion and
+deletion that waits for finalizers. It never asks which kind it holds: what a kind does
+differently (its initial status, which deletes are graceful, what deleting a namespace
+takes with it, Service IP / NodePort allocations) is the kind's strategy
+(:mod:`apiserver.strategies`), found on its registry entry.
 
 It knows nothing about HTTP: handlers and in-process controllers call it alike, and it
 reports failure by raising :class:`~apiserver.status.StatusError`. Reads of single
@@ -20,16 +21,15 @@ import contextlib
 import copy
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from apiclient.meta import utc_now
+from apiclient.meta import format_time, utc_now
 from apiserver import status
-from apiserver.admission import services as service_allocation
 from apiserver.admission.allocators import ClusterIPAllocator, NodePortAllocator
 from apiserver.registry import Registry, ResourceType
 from apiserver.storage.interface import (
@@ -40,22 +40,15 @@ from apiserver.storage.interface import (
     Storage,
 )
 from apiserver.storage.watchcache import WatchCache
+from apiserver.strategies import DeleteOptions
 
 Obj = dict[str, Any]
 Patcher = Callable[[ResourceType, Obj, str, Any], Obj]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator alphabet
 _GUARANTEED_UPDATE_ATTEMPTS = 16
 _CACHE_READ_WAIT = 1.0  # seconds a read waits for the watch cache before asking storage
-IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
-
-@dataclass(slots=True)
-class DeleteOptions:
-    grace_period_seconds: int | None = None
-    propagation_policy: str | None = None
-    precondition_uid: str | None = None
-    precondition_resource_version: str | None = None
-    dry_run: bool = False
+__all__ = ["DeleteOptions", "RestStore", "WriteResult"]
 
 
 @dataclass(slots=True)
@@ -88,7 +81,7 @@ def generate_name(prefix: str) -> str:
 
 
 def _now_plus(seconds: int) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def _spec_of(obj: Obj) -> Any:
@@ -109,26 +102,6 @@ def _add_propagation_finalizer(meta: Obj, policy: str | None) -> bool:
         return False
     meta["finalizers"] = [*finalizers, finalizer]
     return True
-
-
-def pod_qos_class(pod: Obj) -> str:
-    """Guaranteed / Burstable / BestEffort, as Kubernetes' qos.GetPodQOS."""
-    containers = [*((pod.get("spec") or {}).get("containers") or []),
-                  *((pod.get("spec") or {}).get("initContainers") or [])]
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        resources = (c or {}).get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for name in ("cpu", "memory"):
-            limit = limits.get(name)
-            if limit is None or str(requests.get(name, limit)) != str(limit):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 class RestStore:
@@ -210,20 +183,17 @@ class RestStore:
 
         if dry_run:
             return obj
-        allocated = await self._allocate(rt, obj, None)
         try:
-            kv = await self.storage.create(rt.key(meta.get("namespace"), meta["name"]),
-                                           encode(obj))
+            async with self._begin_write(rt, obj, None):
+                kv = await self.storage.create(rt.key(meta.get("namespace"), meta["name"]),
+                                               encode(obj))
         except KeyExistsError:
-            await self._release(rt, allocated)
             raise status.already_exists(rt.group, rt.plural, meta["name"]) from None
-        except BaseException:
-            await self._release(rt, allocated)
-            raise
         meta["resourceVersion"] = str(kv.mod_revision)
         return obj
 
-    def _prepare_create(self, rt: ResourceType, obj: Obj) -> None:
+    @staticmethod
+    def _prepare_create(rt: ResourceType, obj: Obj) -> None:
         meta = obj["metadata"]
         obj["apiVersion"], obj["kind"] = rt.group_version, rt.kind
         meta["uid"] = str(uuid.uuid4())
@@ -232,26 +202,27 @@ class RestStore:
             meta.pop(key, None)
         if rt.has_status or "spec" in obj:
             meta["generation"] = 1
-        if rt.default:
-            rt.default(obj)
-        if rt.plural == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
-        elif rt.plural == "namespaces":
-            obj["status"] = {"phase": "Active"}
-        elif rt.plural == "services":
-            obj["status"] = {"loadBalancer": {}}
-        elif rt.plural == "replicasets":
-            obj["status"] = {"replicas": 0}  # required (not omitempty) in ReplicaSetStatus
-        elif rt.has_status and rt.plural != "nodes":
-            obj["status"] = {}
+        rt.strategy.prepare_for_create(obj)
 
-    def _validate(self, rt: ResourceType, new: Obj, old: Obj | None) -> None:
-        if rt.validate is None:
-            return
-        causes = rt.validate(new, old)
+    @staticmethod
+    def _validate(rt: ResourceType, new: Obj, old: Obj | None) -> None:
+        causes = rt.strategy.validate(new, old)
         if causes:
             raise status.invalid(rt.kind, rt.group, (new.get("metadata") or {}).get("name", ""),
                                  causes)
+
+    @contextlib.asynccontextmanager
+    async def _begin_write(self, rt: ResourceType, new: Obj, old: Obj | None
+                           ) -> AsyncIterator[None]:
+        """Around one storage write: the strategy reserves what ``new`` needs first and
+        keeps it if the write succeeds, gives it back if it raises."""
+        finish = await rt.strategy.begin_write(new, old, self)
+        try:
+            yield
+        except BaseException:
+            await finish(False)
+            raise
+        await finish(True)
 
     # --- update and patch -------------------------------------------------------------
 
@@ -269,7 +240,7 @@ class RestStore:
         key = rt.key(namespace, name)
         current = await self._read(key)
         if current is None:
-            if rt.create_on_update and subresource is None:
+            if rt.strategy.allow_create_on_update and subresource is None:
                 meta["name"] = name
                 meta.pop("resourceVersion", None)
                 return WriteResult(await self.create(rt, namespace, obj, dry_run=dry_run),
@@ -342,28 +313,24 @@ class RestStore:
                 except ConflictError as exc:
                     kv = exc.current
                     continue
-            allocated = await self._allocate(rt, new, old)
             try:
-                stored = await self.storage.update(key, encode(new),
-                                                   expected_mod_revision=kv.mod_revision)
+                async with self._begin_write(rt, new, old):
+                    stored = await self.storage.update(key, encode(new),
+                                                       expected_mod_revision=kv.mod_revision)
             except ConflictError as exc:
-                await self._release(rt, allocated)
                 if wanted_rv is not None:
                     raise status.conflict(rt.group, rt.plural, name,
                                           status.MODIFIED_CONFLICT) from None
                 kv = exc.current
                 continue
             except KeyNotFoundError:
-                await self._release(rt, allocated)
                 raise status.not_found(rt.group, rt.plural, name) from None
-            await self._release(rt, service_allocation.released_by_update(new, old)
-                                if rt.plural == "services" else [])
             new["metadata"]["resourceVersion"] = str(stored.mod_revision)
             return new
         raise status.conflict(rt.group, rt.plural, name, "too many concurrent updates")
 
-    def _prepare_update(self, rt: ResourceType, new: Obj, old: Obj,
-                        subresource: str | None) -> Obj:
+    @staticmethod
+    def _prepare_update(rt: ResourceType, new: Obj, old: Obj, subresource: str | None) -> Obj:
         if subresource == "status":
             # Only status changes; everything else stays as stored.
             result = copy.deepcopy(old)
@@ -387,15 +354,10 @@ class RestStore:
                                        "Forbidden: no new finalizers can be added if the "
                                        "object is being deleted",
                                        reason="FieldValueForbidden")])
-        if rt.default:
-            rt.default(new)
-        if rt.has_status and subresource is None:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
-        if rt.plural == "services":
-            service_allocation.keep_allocations(new, old)
+        if subresource is None:
+            rt.strategy.prepare_for_update(new, old)
+        else:  # pods/binding: the server's own change to the whole object, status included
+            rt.strategy.default(new)
         if "generation" in old_meta and _spec_of(new) != _spec_of(old):
             meta["generation"] = int(old_meta["generation"]) + 1
         return new
@@ -411,10 +373,7 @@ class RestStore:
 
     async def delete(self, rt: ResourceType, namespace: str | None, name: str,
                      options: DeleteOptions) -> Obj:
-        if rt.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
-            raise status.StatusError(403, "Forbidden", f'namespaces "{name}" is forbidden: '
-                                     "this namespace may not be deleted",
-                                     details={"name": name, "kind": "namespaces"})
+        rt.strategy.check_delete(name)
         key = rt.key(namespace, name)
         for _ in range(_GUARANTEED_UPDATE_ATTEMPTS):
             kv = await self._read(key)
@@ -422,43 +381,21 @@ class RestStore:
                 raise status.not_found(rt.group, rt.plural, name)
             obj = decode(kv)
             meta = obj["metadata"]
-            if options.precondition_uid and options.precondition_uid != meta.get("uid"):
-                raise status.conflict(rt.group, rt.plural, name,
-                                      f"Precondition failed: UID in precondition: "
-                                      f"{options.precondition_uid}, UID in object meta: "
-                                      f"{meta.get('uid')}")
-            if options.precondition_resource_version and \
-                    options.precondition_resource_version != meta["resourceVersion"]:
-                raise status.conflict(rt.group, rt.plural, name,
-                                      f"Precondition failed: ResourceVersion in precondition: "
-                                      f"{options.precondition_resource_version}, "
-                                      f"ResourceVersion in object meta: {meta['resourceVersion']}")
-            grace = self._grace_period(rt, obj, options)
+            _check_preconditions(rt, name, meta, options)
+            grace = rt.strategy.grace_period(obj, options)
             added = _add_propagation_finalizer(meta, options.propagation_policy)
             if not meta.get("finalizers") and grace == 0:
                 if options.dry_run:
                     return obj
-                if rt.plural == "namespaces" and not meta.get("deletionTimestamp"):
-                    await self._mark_terminating(key, name, obj, expected=kv.mod_revision)
-                    continue  # re-read; removing it then deletes its content
+                if rt.strategy.terminate_before_remove and not meta.get("deletionTimestamp"):
+                    await self._mark_terminating(rt, key, obj, expected=kv.mod_revision)
+                    continue  # re-read; removing it then takes what it holds with it
                 try:
                     return await self._remove(rt, key, obj, expected=kv.mod_revision) or obj
                 except ConflictError:
                     continue
-            # Graceful or finalized deletion: mark it and let its owner finish. An object
-            # already being deleted only changes for a shorter grace or a new finalizer.
-            if meta.get("deletionTimestamp") and \
-                    grace >= (meta.get("deletionGracePeriodSeconds") or 0):
-                if not added:
-                    return obj
-            else:
-                meta["deletionTimestamp"] = _now_plus(grace)
-                meta["deletionGracePeriodSeconds"] = grace
-                if "generation" in meta:
-                    meta["generation"] = int(meta["generation"]) + 1
-                if rt.plural == "namespaces":
-                    obj.setdefault("status", {})["phase"] = "Terminating"
-            if options.dry_run:
+            # Graceful or finalized deletion: mark it and let its owner finish.
+            if not _mark_deleted(rt, obj, grace, finalizer_added=added) or options.dry_run:
                 return obj
             try:
                 stored = await self.storage.update(key, encode(obj),
@@ -469,70 +406,59 @@ class RestStore:
             return obj
         raise status.conflict(rt.group, rt.plural, name, "too many concurrent updates")
 
-    async def _mark_terminating(self, key: str, name: str, namespace: Obj, *,
+    async def _mark_terminating(self, rt: ResourceType, key: str, obj: Obj, *,
                                 expected: int) -> None:
-        """First step of deleting a namespace: from now on nothing can be created in it
-        (``_require_namespace`` refuses). A conflict is left to the caller's re-read."""
-        namespace["metadata"]["deletionTimestamp"] = _now_plus(0)
-        namespace["metadata"]["deletionGracePeriodSeconds"] = 0
-        namespace.setdefault("status", {})["phase"] = "Terminating"
+        """First step of a two-step delete: from now on the object is stored as being
+        deleted (so ``_require_namespace`` refuses new content in a namespace). A conflict
+        is left to the caller's re-read."""
+        _set_deletion(rt, obj, 0)
         with contextlib.suppress(ConflictError):
-            await self.storage.update(key, encode(namespace), expected_mod_revision=expected)
-
-    async def _empty_namespace(self, name: str) -> None:
-        """Delete everything in a Terminating namespace before the namespace itself goes.
-
-        So no object outlives its namespace, except one a finalizer holds: it is marked
-        deleted and goes when the finalizer is removed. This is the namespace controller's
-        work done inline, at once rather than gracefully.
-        """
-        now = DeleteOptions(grace_period_seconds=0)
-        for rt in self.registry.resources:
-            if not rt.namespaced:
-                continue
-            for item in (await self.storage.range(rt.namespace_prefix(name))).kvs:
-                item_name = orjson.loads(item.value)["metadata"]["name"]
-                with contextlib.suppress(status.StatusError):
-                    await self.delete(rt, name, item_name, now)
-
-    @staticmethod
-    def _grace_period(rt: ResourceType, obj: Obj, options: DeleteOptions) -> int:
-        """Pods bound to a node get a grace period; everything else goes at once."""
-        if rt.plural == "namespaces":
-            return 0
-        if rt.plural != "pods":
-            return 0
-        spec, pod_status = obj.get("spec") or {}, obj.get("status") or {}
-        if not spec.get("nodeName") or pod_status.get("phase") in ("Succeeded", "Failed"):
-            return 0
-        if options.grace_period_seconds is not None:
-            return max(0, options.grace_period_seconds)
-        return int(spec.get("terminationGracePeriodSeconds", 30))
+            await self.storage.update(key, encode(obj), expected_mod_revision=expected)
 
     async def _remove(self, rt: ResourceType, key: str, obj: Obj, *, expected: int
                       ) -> Obj | None:
-        if rt.plural == "namespaces":
-            await self._empty_namespace(obj["metadata"]["name"])
+        await rt.strategy.before_remove(obj, self)
         try:
             deleted = await self.storage.delete(key, expected_mod_revision=expected)
         except KeyNotFoundError:
             return None
         obj["metadata"]["resourceVersion"] = str(deleted.mod_revision)
-        if rt.plural == "services":
-            await self._release(rt, service_allocation.allocations_of(obj))
+        await rt.strategy.after_remove(obj, self)
         return obj
 
-    # --- service allocations -----------------------------------------------------------
 
-    async def _allocate(self, rt: ResourceType, new: Obj, old: Obj | None
-                        ) -> list[tuple[str, Any]]:
-        if rt.plural != "services":
-            return []
-        return await service_allocation.allocate(new, old, ips=self.service_ips,
-                                                 ports=self.node_ports)
+def _check_preconditions(rt: ResourceType, name: str, meta: Obj, options: DeleteOptions
+                         ) -> None:
+    if options.precondition_uid and options.precondition_uid != meta.get("uid"):
+        raise status.conflict(rt.group, rt.plural, name,
+                              f"Precondition failed: UID in precondition: "
+                              f"{options.precondition_uid}, UID in object meta: "
+                              f"{meta.get('uid')}")
+    if options.precondition_resource_version and \
+            options.precondition_resource_version != meta["resourceVersion"]:
+        raise status.conflict(rt.group, rt.plural, name,
+                              f"Precondition failed: ResourceVersion in precondition: "
+                              f"{options.precondition_resource_version}, "
+                              f"ResourceVersion in object meta: {meta['resourceVersion']}")
 
-    async def _release(self, rt: ResourceType, allocations: list[tuple[str, Any]]) -> None:
-        if rt.plural == "services" and allocations:
-            await service_allocation.release(allocations, ips=self.service_ips,
-                                             ports=self.node_ports)
 
+def _set_deletion(rt: ResourceType, obj: Obj, grace: int) -> None:
+    meta = obj["metadata"]
+    meta["deletionTimestamp"] = _now_plus(grace)
+    meta["deletionGracePeriodSeconds"] = grace
+    rt.strategy.prepare_for_delete(obj)
+
+
+def _mark_deleted(rt: ResourceType, obj: Obj, grace: int, *, finalizer_added: bool) -> bool:
+    """Mark ``obj`` as being deleted in ``grace`` seconds; False when nothing changed.
+
+    An object already being deleted only changes for a shorter grace period or a new
+    finalizer.
+    """
+    meta = obj["metadata"]
+    if meta.get("deletionTimestamp") and grace >= (meta.get("deletionGracePeriodSeconds") or 0):
+        return finalizer_added
+    _set_deletion(rt, obj, grace)
+    if "generation" in meta:
+        meta["generation"] = int(meta["generation"]) + 1
+    return True

@@ -69,28 +69,32 @@ def _quote(value: Any) -> str:
 
 # --- names, labels, metadata --------------------------------------------------------
 
-def dns1123_label_errors(value: str) -> list[str]:
+def _name_errors(value: str, *, max_length: int, pattern: re.Pattern[str],
+                 explanation: str) -> list[str]:
     errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _DNS1123_LABEL.match(value):
-        errors.append("a lowercase RFC 1123 label must consist of lower case alphanumeric "
-                      "characters or '-', and must start and end with an alphanumeric "
-                      "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-                      "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+    if len(value) > max_length:
+        errors.append(f"must be no more than {max_length} characters")
+    if not pattern.match(value):
+        errors.append(explanation)
     return errors
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    return _name_errors(
+        value, max_length=63, pattern=_DNS1123_LABEL,
+        explanation="a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                    "characters or '-', and must start and end with an alphanumeric "
+                    "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
-    errors = []
-    if len(value) > 253:
-        errors.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errors.append("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                      "characters, '-' or '.', and must start and end with an alphanumeric "
-                      "character (e.g. 'example.com', regex used for validation is "
-                      "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-    return errors
+    return _name_errors(
+        value, max_length=253, pattern=_DNS1123_SUBDOMAIN,
+        explanation="a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                    "characters, '-' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'example.com', regex used for validation is "
+                    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
 
 
 def label_key_errors(key: str) -> list[str]:
@@ -185,22 +189,47 @@ def _container_causes(c: Any, field: str, volume_names: set[str]) -> list[Cause]
     if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
         causes.append(unsupported(f"{field}.imagePullPolicy", policy,
                                   ("Always", "IfNotPresent", "Never")))
-    seen_ports: set[tuple[Any, Any]] = set()
-    for i, port in enumerate(c.get("ports") or []):
+    causes += _container_ports_causes(c.get("ports") or [], field)
+    causes += _volume_mounts_causes(c.get("volumeMounts") or [], field, volume_names)
+    for i, env in enumerate(c.get("env") or []):
+        if not isinstance(env, dict) or not env.get("name"):
+            causes.append(required(f"{field}.env[{i}].name"))
+    causes += _resources_causes(c.get("resources"), f"{field}.resources")
+    return causes
+
+
+def _protocol_port_causes(port: Obj, pfield: str, number_key: str,
+                          seen: set[tuple[Any, Any]]) -> list[Cause]:
+    """A port number, its protocol, and no other port with both the same (containers and
+    Services alike); ``seen`` collects the pairs of one list."""
+    causes = _port_causes(port.get(number_key), f"{pfield}.{number_key}")
+    protocol = port.get("protocol", "TCP")
+    if protocol not in _PROTOCOLS:
+        causes.append(unsupported(f"{pfield}.protocol", protocol, _PROTOCOLS))
+    if (port.get(number_key), protocol) in seen:
+        causes.append(duplicate(pfield, f"{port.get(number_key)}/{protocol}"))
+    seen.add((port.get(number_key), protocol))
+    return causes
+
+
+def _container_ports_causes(ports: list[Any], field: str) -> list[Cause]:
+    causes: list[Cause] = []
+    seen: set[tuple[Any, Any]] = set()
+    for i, port in enumerate(ports):
         pfield = f"{field}.ports[{i}]"
         if not isinstance(port, dict):
             causes.append(invalid_value(pfield, port, "must be an object"))
             continue
-        causes += _port_causes(port.get("containerPort"), f"{pfield}.containerPort")
-        protocol = port.get("protocol", "TCP")
-        if protocol not in _PROTOCOLS:
-            causes.append(unsupported(f"{pfield}.protocol", protocol, _PROTOCOLS))
-        if (port.get("containerPort"), protocol) in seen_ports:
-            causes.append(duplicate(pfield, f"{port.get('containerPort')}/{protocol}"))
-        seen_ports.add((port.get("containerPort"), protocol))
+        causes += _protocol_port_causes(port, pfield, "containerPort", seen)
         if port.get("hostPort"):
             causes += _port_causes(port["hostPort"], f"{pfield}.hostPort")
-    for i, mount in enumerate(c.get("volumeMounts") or []):
+    return causes
+
+
+def _volume_mounts_causes(mounts: list[Any], field: str, volume_names: set[str]
+                          ) -> list[Cause]:
+    causes: list[Cause] = []
+    for i, mount in enumerate(mounts):
         mfield = f"{field}.volumeMounts[{i}]"
         if not isinstance(mount, dict):
             causes.append(invalid_value(mfield, mount, "must be an object"))
@@ -212,10 +241,6 @@ def _container_causes(c: Any, field: str, volume_names: set[str]) -> list[Cause]
                                       f'Not found: "{mount["name"]}"', reason="FieldValueNotFound"))
         if not mount.get("mountPath"):
             causes.append(required(f"{mfield}.mountPath"))
-    for i, env in enumerate(c.get("env") or []):
-        if not isinstance(env, dict) or not env.get("name"):
-            causes.append(required(f"{field}.env[{i}].name"))
-    causes += _resources_causes(c.get("resources"), f"{field}.resources")
     return causes
 
 
@@ -249,12 +274,10 @@ _VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret", "projected", "
                    "persistentVolumeClaim", "nfs")
 
 
-def pod_spec_causes(spec: Any, field: str) -> list[Cause]:
-    if not isinstance(spec, dict):
-        return [required(field)]
+def _volumes_causes(volumes: list[Any], field: str, volume_names: set[str]) -> list[Cause]:
+    """Causes of ``spec.volumes``; their names are added to ``volume_names``."""
     causes: list[Cause] = []
-    volume_names: set[str] = set()
-    for i, volume in enumerate(spec.get("volumes") or []):
+    for i, volume in enumerate(volumes):
         vfield = f"{field}.volumes[{i}]"
         if not isinstance(volume, dict) or not volume.get("name"):
             causes.append(required(f"{vfield}.name"))
@@ -273,6 +296,14 @@ def pod_spec_causes(spec: Any, field: str) -> list[Cause]:
         host_path = volume.get("hostPath")
         if isinstance(host_path, dict) and not host_path.get("path"):
             causes.append(required(f"{vfield}.hostPath.path"))
+    return causes
+
+
+def pod_spec_causes(spec: Any, field: str) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [required(field)]
+    volume_names: set[str] = set()
+    causes = _volumes_causes(spec.get("volumes") or [], field, volume_names)
     containers = spec.get("containers")
     if not containers:
         causes.append(required(f"{field}.containers"))
@@ -360,6 +391,27 @@ def service(new: Obj, old: Obj | None) -> list[Cause]:
         causes.append(required("spec.ports"))
     if not isinstance(ports, list):
         return [*causes, invalid_value("spec.ports", ports, "must be a list")]
+    causes += _service_ports_causes(ports, kind)
+    causes += _service_ips_causes(spec)
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        causes.append(unsupported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
+    for key in ("externalTrafficPolicy", "internalTrafficPolicy"):
+        value = spec.get(key)
+        if value is not None and value not in ("Cluster", "Local"):
+            causes.append(unsupported(f"spec.{key}", value, ("Cluster", "Local")))
+    causes += labels_causes(spec.get("selector"), "spec.selector")
+    if old is not None:
+        old_ip = (old.get("spec") or {}).get("clusterIP")
+        cluster_ip = spec.get("clusterIP")
+        if old_ip and cluster_ip not in (None, "") and cluster_ip != old_ip \
+                and kind != "ExternalName":
+            causes.append(immutable("spec.clusterIP", cluster_ip))
+    return causes
+
+
+def _service_ports_causes(ports: list[Any], kind: str) -> list[Cause]:
+    causes: list[Cause] = []
     names: set[str] = set()
     seen: set[tuple[Any, Any]] = set()
     for i, port in enumerate(ports):
@@ -376,40 +428,29 @@ def service(new: Obj, old: Obj | None) -> list[Cause]:
             names.add(pname)
             causes += [invalid_value(f"{pfield}.name", pname, e)
                        for e in dns1123_label_errors(pname)]
-        causes += _port_causes(port.get("port"), f"{pfield}.port")
-        protocol = port.get("protocol", "TCP")
-        if protocol not in _PROTOCOLS:
-            causes.append(unsupported(f"{pfield}.protocol", protocol, _PROTOCOLS))
-        if (port.get("port"), protocol) in seen:
-            causes.append(duplicate(pfield, f"{port.get('port')}/{protocol}"))
-        seen.add((port.get("port"), protocol))
-        target = port.get("targetPort")
-        if isinstance(target, int) and not isinstance(target, bool):
-            causes += _port_causes(target, f"{pfield}.targetPort")
-        elif isinstance(target, str) and (len(target) > 15 or not _IANA_SVC_NAME.match(target)):
-            causes.append(invalid_value(f"{pfield}.targetPort", target,
-                                        "must be a valid port name or number"))
+        causes += _protocol_port_causes(port, pfield, "port", seen)
+        causes += _target_port_causes(port.get("targetPort"), f"{pfield}.targetPort")
         if port.get("nodePort") and kind not in ("NodePort", "LoadBalancer"):
             causes.append(forbidden(f"{pfield}.nodePort",
                                     "may not be used when `type` is 'ClusterIP'"))
+    return causes
+
+
+def _target_port_causes(target: Any, field: str) -> list[Cause]:
+    if isinstance(target, int) and not isinstance(target, bool):
+        return _port_causes(target, field)
+    if isinstance(target, str) and (len(target) > 15 or not _IANA_SVC_NAME.match(target)):
+        return [invalid_value(field, target, "must be a valid port name or number")]
+    return []
+
+
+def _service_ips_causes(spec: Obj) -> list[Cause]:
+    causes: list[Cause] = []
     cluster_ip = spec.get("clusterIP")
     if cluster_ip not in (None, "", "None"):
         causes += [invalid_value("spec.clusterIP", cluster_ip, e) for e in _ip_errors(cluster_ip)]
     for i, ip in enumerate(spec.get("externalIPs") or []):
         causes += [invalid_value(f"spec.externalIPs[{i}]", ip, e) for e in _ip_errors(ip)]
-    affinity = spec.get("sessionAffinity", "None")
-    if affinity not in ("None", "ClientIP"):
-        causes.append(unsupported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
-    for key in ("externalTrafficPolicy", "internalTrafficPolicy"):
-        value = spec.get(key)
-        if value is not None and value not in ("Cluster", "Local"):
-            causes.append(unsupported(f"spec.{key}", value, ("Cluster", "Local")))
-    causes += labels_causes(spec.get("selector"), "spec.selector")
-    if old is not None:
-        old_ip = (old.get("spec") or {}).get("clusterIP")
-        if old_ip and cluster_ip not in (None, "") and cluster_ip != old_ip \
-                and kind != "ExternalName":
-            causes.append(immutable("spec.clusterIP", cluster_ip))
     return causes
 
 

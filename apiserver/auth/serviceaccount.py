@@ -42,6 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from apiclient.meta import parse_time
 from apiserver.auth.authn import AUTHENTICATED_GROUP, UserInfo
 from apiserver.auth.pki import write_file
 
@@ -327,8 +328,7 @@ def _deleted_before(obj: Mapping, deadline: float) -> bool:
     stamp = (obj.get("metadata") or {}).get("deletionTimestamp")
     if not stamp:
         return False
-    moment = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    return moment.timestamp() < deadline
+    return parse_time(str(stamp)).timestamp() < deadline
 
 
 def _go_quote_list(values: Sequence[str]) -> str:

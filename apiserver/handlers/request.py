@@ -157,6 +157,19 @@ def decode(body: bytes, content_type: str) -> Any:
     raise status.unsupported_media_type(content_type)
 
 
+async def read_patch(request: web.Request) -> tuple[str, Any]:
+    """(patch type, decoded patch) of a PATCH body, by its Content-Type."""
+    content_type = media_type(request)
+    patch_type = PATCH_TYPES.get(content_type)
+    if patch_type is None:
+        raise status.unsupported_media_type(content_type)
+    if patch_type == "apply":
+        raise status.StatusError(415, "UnsupportedMediaType",
+                                 "server-side apply is not supported yet; use "
+                                 "client-side `kubectl apply` (the default)")
+    return patch_type, decode(await read_body(request), content_type)
+
+
 async def read_object(request: web.Request) -> dict[str, Any]:
     """A request body that must be one object (create, update)."""
     content_type = media_type(request)

@@ -16,11 +16,14 @@ import binascii
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from apiclient.labels import INITIAL_EVENTS_END_ANNOTATION
 from apiclient.selectors import SelectorError, parse_field_selector, parse_label_selector
 from apiserver import openapi, status
 from apiserver.handlers import request as req
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Predicate = Any
+Route = Callable[[web.Request, RequestInfo], Awaitable[web.StreamResponse]]
 
 WATCH_DEFAULT_TIMEOUT = 1800.0
 BOOKMARK_INTERVAL = 30.0
@@ -53,29 +57,34 @@ class ResourceHandler:
         self.metrics = metrics
         self.kubelet = kubelet_client
         self.bookmark_interval = bookmark_interval
+        # (subresource or None, verb) -> handler; anything else is 405.
+        self._routes: dict[tuple[str | None, str], Route] = {
+            (None, "get"): self.get,
+            (None, "list"): self.list,
+            (None, "watch"): self.watch,
+            (None, "create"): self.create,
+            (None, "update"): self.update,
+            (None, "patch"): self.patch,
+            (None, "delete"): self.delete,
+            (None, "deletecollection"): self.delete_collection,
+            ("status", "get"): self.get,
+            ("status", "update"): partial(self.update, subresource="status"),
+            ("status", "patch"): partial(self.patch, subresource="status"),
+            ("finalize", "update"): self.update,
+            ("binding", "create"): partial(subresources.bind, store),
+            ("scale", "get"): partial(subresources.get_scale, store),
+            ("scale", "update"): partial(subresources.update_scale, store),
+            ("scale", "patch"): partial(subresources.update_scale, store),
+            ("log", "get"): partial(subresources.logs, store, kubelet=kubelet_client),
+        }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info = req.parse(request, self.registry)
         request[req.INFO] = info
-        if info.subresource is not None:
-            return await subresources.handle(self, request, info)
-        match info.verb:
-            case "get":
-                return await self.get(request, info)
-            case "list":
-                return await self.list(request, info)
-            case "watch":
-                return await self.watch(request, info)
-            case "create":
-                return await self.create(request, info)
-            case "update":
-                return await self.update(request, info)
-            case "patch":
-                return await self.patch(request, info)
-            case "delete":
-                return await self.delete(request, info)
-            case _:
-                return await self.delete_collection(request, info)
+        route = self._routes.get((info.subresource, info.verb))
+        if route is None:
+            raise status.method_not_allowed(request.method)
+        return await route(request, info)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -276,23 +285,12 @@ class ResourceHandler:
         return self.respond_object(request, rt, result.obj, code=201 if result.created else 200,
                                    warnings=warnings)
 
-    async def read_patch(self, request: web.Request) -> tuple[str, Any]:
-        content_type = req.media_type(request)
-        patch_type = req.PATCH_TYPES.get(content_type)
-        if patch_type is None:
-            raise status.unsupported_media_type(content_type)
-        if patch_type == "apply":
-            raise status.StatusError(415, "UnsupportedMediaType",
-                                     "server-side apply is not supported yet; use "
-                                     "client-side `kubectl apply` (the default)")
-        return patch_type, req.decode(await req.read_body(request), content_type)
-
     async def patch(self, request: web.Request, info: RequestInfo, *,
                     subresource: str | None = None) -> web.Response:
         rt = info.resource
         if info.name is None:
             raise status.method_not_allowed("PATCH")
-        patch_type, patch = await self.read_patch(request)
+        patch_type, patch = await req.read_patch(request)
         warnings: list[str] = []
 
         def checked_patch(rt_: ResourceType, old: Obj, kind: str, body: Any) -> Obj:
@@ -388,7 +386,7 @@ def _and_name(name: str, inner: Predicate | None) -> Predicate:
 def _bookmark(rt: ResourceType, revision: int, *, initial_end: bool = False) -> bytes:
     meta: Obj = {"resourceVersion": str(revision)}
     if initial_end:
-        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        meta["annotations"] = {INITIAL_EVENTS_END_ANNOTATION: "true"}
     return orjson.dumps({"type": "BOOKMARK", "object": {
         "kind": rt.kind, "apiVersion": rt.group_version, "metadata": meta}}) + b"\n"
 

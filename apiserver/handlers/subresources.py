@@ -1,7 +1,11 @@
-"""Subresources: ``/status``, ``pods/binding``, ``{deployments,replicasets}/scale``, ``pods/log``.
+"""Subresources with handlers of their own: ``pods/binding``, ``{deployments,replicasets}/
+scale``, ``pods/log``. ``/status`` (writes change only ``.status``) and
+``namespaces/{name}/finalize`` (a plain update) are the resource's own get, update and
+patch, routed by :mod:`.resources`.
 
-- status: the same object, but writes change only ``.status`` (the REST store's status
-  strategy), which is how the node agent and controllers report without racing users.
+Each handler takes the REST store and the parsed request, never the resource handler,
+so this module depends on :mod:`.resources` not at all.
+
 - binding: the scheduler's one-shot ``spec.nodeName`` assignment; a second binding is a
   409, and the PodScheduled condition is set like kube-apiserver's ``assignPod``.
 - scale: the owner seen as an ``autoscaling/v1`` Scale; ``kubectl scale`` patches it.
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,42 +26,14 @@ from apiclient.selectors import label_selector_from_spec
 from apiserver import status
 from apiserver.handlers import request as req
 from apiserver.handlers.request import RequestInfo
-
-if TYPE_CHECKING:
-    from apiserver.handlers.resources import ResourceHandler
+from apiserver.rest import RestStore
 
 Obj = dict[str, Any]
 
 
-async def handle(handler: ResourceHandler, request: web.Request, info: RequestInfo
-                 ) -> web.StreamResponse:
-    sub = info.subresource
-    if sub == "status":
-        if info.verb == "get":
-            return await handler.get(request, info)
-        if info.verb == "update":
-            return await handler.update(request, info, subresource="status")
-        if info.verb == "patch":
-            return await handler.patch(request, info, subresource="status")
-    elif sub == "binding" and info.verb == "create":
-        return await bind(handler, request, info)
-    elif sub == "scale":
-        if info.verb == "get":
-            obj = await handler.store.get(info.resource, info.namespace, info.name or "")
-            return req.json_response(to_scale(obj))
-        if info.verb in ("update", "patch"):
-            return await update_scale(handler, request, info)
-    elif sub == "log" and info.verb == "get":
-        return await logs(handler, request, info)
-    elif sub == "finalize" and info.verb == "update":
-        return await handler.update(request, info)
-    raise status.method_not_allowed(request.method)
-
-
 # --- binding ---------------------------------------------------------------------------
 
-async def bind(handler: ResourceHandler, request: web.Request, info: RequestInfo
-               ) -> web.Response:
+async def bind(store: RestStore, request: web.Request, info: RequestInfo) -> web.Response:
     binding = await req.read_object(request)
     target = binding.get("target") or {}
     node = target.get("name")
@@ -90,8 +66,7 @@ async def bind(handler: ResourceHandler, request: web.Request, info: RequestInfo
                            "lastProbeTime": None, "lastTransitionTime": utc_now()})
         return pod
 
-    await handler.store.update_with(info.resource, info.namespace, name, assign,
-                                    subresource="binding")
+    await store.update_with(info.resource, info.namespace, name, assign, subresource="binding")
     return req.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                               "status": "Success", "code": 201}, code=201)
 
@@ -112,19 +87,24 @@ def to_scale(obj: Obj) -> Obj:
     }
 
 
-async def update_scale(handler: ResourceHandler, request: web.Request, info: RequestInfo
+async def get_scale(store: RestStore, request: web.Request, info: RequestInfo) -> web.Response:
+    obj = await store.get(info.resource, info.namespace, info.name or "")
+    return req.json_response(to_scale(obj))
+
+
+async def update_scale(store: RestStore, request: web.Request, info: RequestInfo
                        ) -> web.Response:
     rt, name = info.resource, info.name or ""
     if info.verb == "update":
         scale = await req.read_object(request)
         patch_type, patch = None, None
     else:
-        patch_type, patch = await handler.read_patch(request)
+        patch_type, patch = await req.read_patch(request)
         scale = None
 
     def rescale(obj: Obj) -> Obj:
         current = to_scale(obj)
-        new_scale = scale if patch_type is None else handler.store.patcher(
+        new_scale = scale if patch_type is None else store.patcher(
             _SCALE_TYPE, current, "merge" if patch_type == "strategic" else patch_type, patch)
         replicas = (new_scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
@@ -137,7 +117,7 @@ async def update_scale(handler: ResourceHandler, request: web.Request, info: Req
         obj.setdefault("spec", {})["replicas"] = replicas
         return obj
 
-    updated = await handler.store.update_with(rt, info.namespace, name, rescale)
+    updated = await store.update_with(rt, info.namespace, name, rescale)
     return req.json_response(to_scale(updated))
 
 
@@ -195,9 +175,9 @@ def _kubelet_address(node: Obj) -> tuple[str, int]:
     return host, int(port)
 
 
-async def logs(handler: ResourceHandler, request: web.Request, info: RequestInfo
-               ) -> web.StreamResponse:
-    pod = await handler.store.get(info.resource, info.namespace, info.name or "")
+async def logs(store: RestStore, request: web.Request, info: RequestInfo, *,
+               kubelet: KubeletClient) -> web.StreamResponse:
+    pod = await store.get(info.resource, info.namespace, info.name or "")
     spec = pod.get("spec") or {}
     containers = [c.get("name") for c in spec.get("containers") or []]
     container = request.query.get("container") or (containers[0] if len(containers) == 1
@@ -212,15 +192,15 @@ async def logs(handler: ResourceHandler, request: web.Request, info: RequestInfo
     if not node_name:
         raise status.bad_request(f'container "{container}" in pod "{info.name}" is waiting to '
                                  f"start: the pod is not scheduled to a node yet")
-    nodes = handler.registry.lookup("", "v1", "nodes")
+    nodes = store.registry.lookup("", "v1", "nodes")
     assert nodes is not None
-    host, port = _kubelet_address(await handler.store.get(nodes, None, node_name))
+    host, port = _kubelet_address(await store.get(nodes, None, node_name))
     params = {k: v for k, v in request.query.items()
               if k in ("follow", "previous", "tailLines", "timestamps", "sinceSeconds",
                        "limitBytes")}
     url = f"https://{host}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
     try:
-        upstream = await handler.kubelet.session().get(url, params=params)
+        upstream = await kubelet.session().get(url, params=params)
     except (aiohttp.ClientError, OSError) as exc:
         raise status.StatusError(503, "ServiceUnavailable",
                                  f"Get {url}: cannot reach the kubelet on node {node_name}: "

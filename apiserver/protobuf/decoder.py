@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from apiclient.meta import format_time, format_time_micro
 from apiserver.protobuf.wire import (
     FIXED32,
     FIXED64,
@@ -265,9 +266,7 @@ def _time(fields: dict[int, Any], path: str, *, micro: bool = False) -> str | No
         moment = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
     except OverflowError:
         raise ProtobufError(f"{path}: time {seconds}s is out of range") from None
-    if micro:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time_micro(moment) if micro else format_time(moment)
 
 
 def _micro_time(fields: dict[int, Any], path: str) -> str | None:
