@@ -21,6 +21,8 @@ __all__ = [
     "NODES",
     "PODS",
     "REPLICASETS",
+    "SECRETS",
+    "SERVICEACCOUNTS",
     "SERVICES",
     "Resource",
     "resource_for_kind",
@@ -75,6 +77,8 @@ ENDPOINTS = Resource("", "v1", "endpoints", "Endpoints", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", namespaced=True)
+SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True)
@@ -88,6 +92,8 @@ ALL_RESOURCES: tuple[Resource, ...] = (
     NAMESPACES,
     EVENTS,
     CONFIGMAPS,
+    SECRETS,
+    SERVICEACCOUNTS,
     ENDPOINTSLICES,
     DEPLOYMENTS,
     REPLICASETS,

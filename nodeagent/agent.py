@@ -4,7 +4,9 @@
 promises: the Node is registered first (its ``spec.podCIDR`` decides the network), IPAM is
 reconciled against sandboxes that really run before any pod is synced, the pod informer
 (field selector ``spec.nodeName=<node>``) must have synced before containers of unknown
-pods are removed, and only then do pod workers see PLEG events. Running containers are
+pods are removed, and only then do pod workers see PLEG events. A Services informer (kept
+compact: name, cluster IP, ports) feeds the service env vars of new containers; it gets a
+few seconds to sync before the first pod is seen. Running containers are
 adopted as they are. Cancelling ``run_agent`` stops the agent and leaves pods running, as
 kubelet does.
 """
@@ -28,7 +30,7 @@ from apiclient.backoff import Backoff
 from apiclient.client import ApiClient
 from apiclient.errors import ApiError, ForbiddenError, TransportError, UnauthorizedError
 from apiclient.informer import Informer
-from apiclient.resources import NODES, PODS
+from apiclient.resources import NODES, PODS, SERVICES
 from apiclient.serving import metrics_handler, serve
 from nodeagent.api import PodApi
 from nodeagent.gc import run_gc
@@ -53,10 +55,12 @@ from nodeagent.server import (
     ensure_serving_cert,
     start_kubelet_server,
 )
+from nodeagent.service_env import ServiceLister, compact_service
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POD_INFRA_IMAGE = "localhost/keelson/pause:1"
+SERVICES_SYNC_WAIT_SECONDS = 10.0  # then pods start anyway; env waits for the services
 
 
 class AgentError(Exception):
@@ -220,6 +224,14 @@ async def run_agent(
         host_ip = await asyncio.to_thread(default_route_address)
         api = PodApi(client, node_name=node_name)
         stack.push_async_callback(api.close)
+        services_informer = Informer(
+            client, SERVICES, name="agent-services", transform=compact_service
+        )
+        services = ServiceLister(
+            services_informer.store, synced=lambda: services_informer.has_synced
+        )
+        stack.push_async_callback(services_informer.stop)
+        services_informer.start()
         context = NodeContext(
             runtime=runtime,
             network=network,
@@ -229,6 +241,7 @@ async def run_agent(
             pod_infra_image=options.pod_infra_image,
             data_dir=data_dir,
             metrics=metrics,
+            services=services,
         )
         workers = PodWorkers(context)
         stack.push_async_callback(workers.stop)
@@ -246,6 +259,11 @@ async def run_agent(
 
         pleg = Pleg(runtime, workers.wake, observe_relist=observe_relist)
         stack.push_async_callback(informer.stop)
+        try:
+            await services_informer.wait_synced(timeout=SERVICES_SYNC_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("services not listed after %.0fs; new containers wait for them",
+                        SERVICES_SYNC_WAIT_SECONDS)
         informer.start()
         await informer.wait_synced()
         known = {pod["metadata"]["uid"] for pod in informer.store.list()}

@@ -1,5 +1,6 @@
 """The few API calls a node agent makes about pods: status PATCH, final delete, ConfigMaps,
-and Events; and ``PodRecord``, what a pod worker tells about its pod besides runtime state.
+Secrets, ServiceAccount tokens (TokenRequest) and Events; and ``PodRecord``, what a pod
+worker tells about its pod besides runtime state.
 
 Events are recorded fire-and-forget: losing one must never stall or fail a pod worker.
 Identical events (same object, reason and message) are folded into one Event whose
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from apiclient.client import ApiClient
 from apiclient.errors import NotFoundError
 from apiclient.events import EventRecorder
-from apiclient.resources import CONFIGMAPS, PODS
+from apiclient.resources import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS
 from nodeagent.container_spec import all_containers
 from nodeagent.status import Waiting
 
@@ -52,6 +53,7 @@ class PodApi:
             return
 
     async def config_maps(self, namespace: str, names: set[str]) -> dict[str, dict]:
+        """``GET .../configmaps/{name}`` each; a missing one is left out."""
         found: dict[str, dict] = {}
         for name in sorted(names):
             try:
@@ -59,6 +61,26 @@ class PodApi:
             except NotFoundError:
                 continue
         return found
+
+    async def secrets(self, namespace: str, names: set[str]) -> dict[str, dict]:
+        """``GET .../secrets/{name}`` each; a missing one is left out."""
+        found: dict[str, dict] = {}
+        for name in sorted(names):
+            try:
+                found[name] = await self.client.get(SECRETS, name, namespace=namespace)
+            except NotFoundError:
+                continue
+        return found
+
+    async def request_token(
+        self, namespace: str, service_account: str, body: dict[str, Any]
+    ) -> dict:
+        """``POST .../serviceaccounts/{name}/token`` with a TokenRequest; the answer has
+        ``status.token`` and ``status.expirationTimestamp``."""
+        body = {**body, "metadata": {**body.get("metadata", {}), "name": service_account}}
+        return await self.client.create(
+            SERVICEACCOUNTS, body, namespace=namespace, subresource="token"
+        )
 
     def record_event(
         self, pod: Mapping[str, Any], event_type: str, reason: str, message: str
@@ -104,10 +126,12 @@ class PodRecord:
     def wait(self, name: str, reason: str, message: str = "") -> None:
         self.waiting[name] = Waiting(reason, message)
 
-    def wait_all(self, reason: str, message: str) -> None:
-        """Every container of the pod waits for the same thing (sandbox, volumes)."""
+    def wait_all(self, reason: str, message: str, *, running: Collection[str] = ()) -> None:
+        """Every container of the pod waits for the same thing (sandbox, volumes); the
+        ``running`` ones go on running and keep showing so."""
         for container in all_containers(self.pod):
-            self.wait(container["name"], reason, message)
+            if container["name"] not in running:
+                self.wait(container["name"], reason, message)
 
     def failed(self, name: str, reason: str, message: str) -> None:
         """A step towards running the container failed: waiting reason plus an Event."""

@@ -10,9 +10,12 @@ which the pod worker reports as ``CreateContainerConfigError`` without touching 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +41,7 @@ CPU_PERIOD_US = 100_000
 MIN_CPU_SHARES = 2
 MIN_CPU_QUOTA_US = 1_000
 _VAR_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # validation.IsEnvVarName
 
 
 class ContainerConfigError(Exception):
@@ -130,19 +134,22 @@ def resolve_env(
     pod_ip: str | None,
     host_ip: str | None,
     config_maps: Mapping[str, Mapping[str, Any]],
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    service_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
+    """The container's environment, as kubelet's ``makeEnvironmentVariables``: ``envFrom``
+    first, then ``env`` in order (``$(VAR)`` sees the variables so far, then the service
+    variables), then the service variables the container did not set itself."""
+    secrets = secrets or {}
+    service_env = service_env or {}
+    namespace = pod.get("metadata", {}).get("namespace", "default")
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
-        ref = source.get("configMapRef")
-        if ref is None:
-            continue
-        data = _config_map(config_maps, ref, "envFrom")
-        prefix = source.get("prefix", "")
-        env.update({prefix + k: str(v) for k, v in (data or {}).items()})
+        env.update(_env_from(source, config_maps, secrets))
     for item in container.get("env") or []:
         name = item["name"]
         if "value" in item:
-            env[name] = expand(str(item["value"]), env)
+            env[name] = expand(str(item["value"]), ChainMap(env, service_env))
             continue
         value_from = item.get("valueFrom") or {}
         if "fieldRef" in value_from:
@@ -150,20 +157,73 @@ def resolve_env(
                 pod, value_from["fieldRef"]["fieldPath"], pod_ip=pod_ip, host_ip=host_ip
             )
         elif "configMapKeyRef" in value_from:
-            ref = value_from["configMapKeyRef"]
-            data = _config_map(config_maps, ref, f"env {name}")
-            if data is None:
-                continue
-            if ref["key"] not in data:
-                if ref.get("optional"):
-                    continue
-                raise ContainerConfigError(
-                    f"couldn't find key {ref['key']} in ConfigMap {ref['name']} (env {name})"
-                )
-            env[name] = str(data[ref["key"]])
+            value = _config_map_key(config_maps, value_from["configMapKeyRef"], name)
+            if value is not None:
+                env[name] = value
+        elif "secretKeyRef" in value_from:
+            value = _secret_key(secrets, value_from["secretKeyRef"], namespace)
+            if value is not None:
+                env[name] = value
         else:
             env[name] = ""
-    return env
+    return {**service_env, **env}
+
+
+def _env_from(
+    source: Mapping[str, Any],
+    config_maps: Mapping[str, Mapping[str, Any]],
+    secrets: Mapping[str, Mapping[str, Any]],
+) -> dict[str, str]:
+    prefix = source.get("prefix", "")
+    if source.get("configMapRef") is not None:
+        data = _config_map(config_maps, source["configMapRef"], "envFrom") or {}
+        values = {k: str(v) for k, v in data.items()}
+    elif source.get("secretRef") is not None:
+        ref = source["secretRef"]
+        found = secrets.get(ref["name"])
+        if found is None:
+            if ref.get("optional"):
+                return {}
+            raise ContainerConfigError(f'secret "{ref["name"]}" not found')
+        values = {k: _text(v) for k, v in secret_data(found).items()}
+    else:
+        return {}
+    # kubelet skips keys that are not valid variable names (it says so in an Event).
+    return {prefix + k: v for k, v in values.items() if _ENV_NAME.fullmatch(prefix + k)}
+
+
+def _config_map_key(
+    config_maps: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Any], name: str
+) -> str | None:
+    data = _config_map(config_maps, ref, f"env {name}")
+    if data is None:
+        return None
+    if ref["key"] not in data:
+        if ref.get("optional"):
+            return None
+        raise ContainerConfigError(
+            f"couldn't find key {ref['key']} in ConfigMap {ref['name']} (env {name})"
+        )
+    return str(data[ref["key"]])
+
+
+def _secret_key(
+    secrets: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Any], namespace: str
+) -> str | None:
+    found = secrets.get(ref["name"])
+    optional = bool(ref.get("optional"))
+    if found is None:
+        if optional:
+            return None
+        raise ContainerConfigError(f'secret "{ref["name"]}" not found')
+    data = secret_data(found)
+    if ref["key"] not in data:
+        if optional:
+            return None
+        raise ContainerConfigError(
+            f"couldn't find key {ref['key']} in Secret {namespace}/{ref['name']}"
+        )
+    return _text(data[ref["key"]])
 
 
 def _config_map(
@@ -175,6 +235,22 @@ def _config_map(
             return None
         raise ContainerConfigError(f"configmap {ref['name']!r} not found ({where})")
     return found.get("data") or {}
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's ``data`` decoded from base64."""
+    decoded = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value or "", validate=True)
+        except (binascii.Error, ValueError):
+            name = (secret.get("metadata") or {}).get("name")
+            raise ContainerConfigError(f"secret {name!r} key {key!r} is not valid base64") from None
+    return decoded
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", errors="replace")
 
 
 def cpu_and_memory(container: Mapping[str, Any]) -> dict[str, int | None]:
@@ -233,9 +309,19 @@ def build_container_config(
     host_ip: str | None,
     volume_paths: Mapping[str, str],
     config_maps: Mapping[str, Mapping[str, Any]],
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    service_env: Mapping[str, str] | None = None,
     hosts_file: str | None = None,
 ) -> ContainerConfig:
-    env = resolve_env(container, pod, pod_ip=pod_ip, host_ip=host_ip, config_maps=config_maps)
+    env = resolve_env(
+        container,
+        pod,
+        pod_ip=pod_ip,
+        host_ip=host_ip,
+        config_maps=config_maps,
+        secrets=secrets,
+        service_env=service_env,
+    )
     mounts = mounts_for(container, volume_paths)
     if hosts_file is not None and not any(m.container_path == "/etc/hosts" for m in mounts):
         mounts += (Mount(hosts_file, "/etc/hosts"),)

@@ -2,19 +2,21 @@
 
 The decision which container to start, with which attempt number, or to keep waiting is
 ``actions.compute_pod_actions``'s; this module only carries it out: prepare what every
-container of the pod mounts (volumes, ConfigMaps, ``/etc/hosts``), make the image present
-(``images``), create and start the container, and turn each failure into the waiting
-reason kubelet would show (CreateContainerConfigError, CreateContainerError, ErrImagePull,
-RunContainerError) plus an Event. Every restart counts as an attempt for the restart
-back-off, so the next one waits longer.
+container of the pod mounts (volumes with their ConfigMaps, Secrets and ServiceAccount
+tokens, ``/etc/hosts``) on every pass, so changed contents reach running containers; make
+the image present (``images``), create and start the container, and turn each failure into
+the waiting reason kubelet would show (CreateContainerConfigError, CreateContainerError,
+ErrImagePull, RunContainerError) plus an Event. Every restart counts as an attempt for the
+restart back-off, so the next one waits longer.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from apiclient.backoff import KeyedBackoff
 from nodeagent import volumes
@@ -27,6 +29,8 @@ from nodeagent.container_spec import (
     hosts_file_content,
 )
 from nodeagent.images import ImagePuller
+from nodeagent.mounts import Mounter
+from nodeagent.projection import VolumeSetupError
 from nodeagent.runtime.interface import (
     KIND_APP,
     ContainerConfig,
@@ -37,6 +41,8 @@ from nodeagent.runtime.interface import (
     ContainerStartError,
     ImageNotFoundError,
 )
+from nodeagent.service_env import ServiceLister
+from nodeagent.tokens import TokenError, TokenKey, TokenManager
 
 CONFIG_ERROR_RETRY_SECONDS = 10.0  # a spec that cannot run as written; it may be fixed
 IMAGE_GONE_RETRY_SECONDS = 2.0  # the image vanished between the check and the create
@@ -51,6 +57,8 @@ class StartEnvironment:
     volume_paths: dict[str, str]
     config_maps: dict[str, dict]
     hosts_file: str
+    secrets: dict[str, dict] = field(default_factory=dict)
+    refresh_at: float | None = None  # when a ServiceAccount token must be fetched again
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,9 @@ class ContainerStarter:
         host_ip: str | None,
         data_dir: Path,
         clock: Callable[[], float],
+        tokens: TokenManager,
+        mounter: Mounter,
+        services: ServiceLister | None = None,
     ) -> None:
         self.runtime = runtime
         self.api = api
@@ -78,21 +89,63 @@ class ContainerStarter:
         self.host_ip = host_ip
         self.data_dir = data_dir
         self.clock = clock
+        self.tokens = tokens
+        self.mounter = mounter
+        self.services = services
 
     async def prepare(
         self, record: PodRecord, *, sandbox: ContainerInfo, pod_ip: str | None
     ) -> StartEnvironment:
-        """Volumes (ConfigMap contents refreshed), and the hosts file; raises
-        ContainerConfigError when the pod's volumes cannot be made as written."""
+        """Volumes (ConfigMaps, Secrets and tokens fetched and rewritten if changed), and the
+        hosts file; raises ContainerConfigError (VolumeSetupError for a volume) when the
+        pod's volumes cannot be made as written."""
         pod = record.pod
-        config_maps = await self.api.config_maps(
-            pod["metadata"]["namespace"], volumes.config_map_names(pod)
-        )
+        namespace = pod["metadata"]["namespace"]
+        config_maps = await self.api.config_maps(namespace, volumes.config_map_names(pod))
+        secrets = await self.api.secrets(namespace, volumes.secret_names(pod))
+        tokens = await self._tokens(pod)
+        sources = volumes.VolumeSources(config_maps=config_maps, secrets=secrets, tokens=tokens)
         volume_paths = await asyncio.to_thread(
-            volumes.prepare_volumes, pod, data_dir=self.data_dir, config_maps=config_maps
+            volumes.prepare_volumes,
+            pod,
+            data_dir=self.data_dir,
+            config_maps=config_maps,
+            sources=sources,
+            mounter=self.mounter,
         )
         hosts_file = await asyncio.to_thread(self._write_hosts_file, record, pod_ip)
-        return StartEnvironment(sandbox, pod_ip, volume_paths, config_maps, hosts_file)
+        return StartEnvironment(
+            sandbox,
+            pod_ip,
+            volume_paths,
+            config_maps,
+            hosts_file,
+            secrets=secrets,
+            refresh_at=self.tokens.next_refresh(record.uid),
+        )
+
+    async def _tokens(self, pod: dict[str, Any]) -> dict[volumes.TokenSlot, str]:
+        """The ServiceAccount tokens the pod's projected volumes need, from the node's token
+        manager (a TokenRequest only when one is missing or due for a refresh)."""
+        meta = pod["metadata"]
+        spec = pod.get("spec") or {}
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        found: dict[volumes.TokenSlot, str] = {}
+        for slot, volume in volumes.token_slots(pod).items():
+            audience, seconds = slot
+            key = TokenKey(
+                namespace=meta["namespace"],
+                service_account=account,
+                audiences=(audience,) if audience else (),
+                expiration_seconds=seconds,
+                pod_name=meta["name"],
+                pod_uid=meta["uid"],
+            )
+            try:
+                found[slot] = (await self.tokens.get(key)).token
+            except TokenError as err:
+                raise VolumeSetupError(volume, str(err)) from err
+        return found
 
     def _write_hosts_file(self, record: PodRecord, pod_ip: str | None) -> str:
         path = volumes.pod_dir(self.data_dir, record.uid) / "etc-hosts"
@@ -142,6 +195,8 @@ class ContainerStarter:
                 host_ip=self.host_ip,
                 volume_paths=env.volume_paths,
                 config_maps=env.config_maps,
+                secrets=env.secrets,
+                service_env=self.services.env_for(record.pod) if self.services else None,
                 hosts_file=env.hosts_file if start.kind == KIND_APP else None,
             )
         except ContainerConfigError as err:

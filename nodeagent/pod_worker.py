@@ -47,8 +47,10 @@ from nodeagent.container_spec import ContainerConfigError
 from nodeagent.containers import CONFIG_ERROR_RETRY_SECONDS, ContainerStarter
 from nodeagent.images import ImagePuller
 from nodeagent.metrics import AgentMetrics
+from nodeagent.mounts import HostMounter, Mounter
 from nodeagent.network.manager import PodNetworkManager
 from nodeagent.prober import ProberManager
+from nodeagent.projection import VolumeSetupError
 from nodeagent.runtime.interface import (
     LABEL_POD_UID,
     ContainerNotFoundError,
@@ -56,14 +58,17 @@ from nodeagent.runtime.interface import (
     ContainerRuntimeError,
 )
 from nodeagent.sandbox import SandboxManager
+from nodeagent.service_env import ServiceLister
 from nodeagent.status import StatusInput, compute_pod_status, status_changed
 from nodeagent.termination import Terminator
+from nodeagent.tokens import TokenManager
 
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = 60.0  # safety net; PLEG and informer events normally wake a worker
 RETRY_SECONDS = 2.0  # after a failed sync step (runtime or API trouble)
 RESYNC_NOW = 0.0  # a pass returning this is followed by the next one at once
+MIN_REFRESH_WAIT_SECONDS = 1.0  # a token due for a refresh: the soonest next pass
 MAX_PASSES_AT_ONCE = 3  # then wait: a sandbox that dies at once must not spin
 
 # Container restarts (CrashLoopBackOff) and image pulls back off like kubelet's.
@@ -89,7 +94,8 @@ class WorkerState(enum.StrEnum):
 @dataclass
 class NodeContext:
     """What every pod worker shares: the node's runtime, network, API, settings, and the
-    executors built on them."""
+    executors built on them. ``mounter`` makes the tmpfs of secret volumes (tests give a
+    fake); ``services`` feeds service env vars (None: no Services, none set)."""
 
     runtime: ContainerRuntime
     network: PodNetworkManager
@@ -102,11 +108,16 @@ class NodeContext:
     restart_backoff: KeyedBackoff = field(default_factory=kubelet_backoff)
     pull_backoff: KeyedBackoff = field(default_factory=kubelet_backoff)
     clock: Callable[[], float] = time.time
+    mounter: Mounter = field(default_factory=HostMounter)
+    services: ServiceLister | None = None
+    tokens: TokenManager | None = None  # None: one asking the API through ``api``
     sandboxes: SandboxManager = field(init=False)
     containers: ContainerStarter = field(init=False)
     terminator: Terminator = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = TokenManager(self.api.request_token, clock=self.clock)
         self.sandboxes = SandboxManager(
             self.runtime, self.network, infra_image=self.pod_infra_image, clock=self.clock
         )
@@ -118,8 +129,13 @@ class NodeContext:
             host_ip=self.host_ip,
             data_dir=self.data_dir,
             clock=self.clock,
+            tokens=self.tokens,
+            mounter=self.mounter,
+            services=self.services,
         )
-        self.terminator = Terminator(self.runtime, self.network, data_dir=self.data_dir)
+        self.terminator = Terminator(
+            self.runtime, self.network, data_dir=self.data_dir, mounter=self.mounter
+        )
 
 
 def _pod_uid(pod: dict) -> str:
@@ -308,9 +324,16 @@ class PodWorker:
                 self.record, sandbox=sandbox, pod_ip=self.pod_ip
             )
         except ContainerConfigError as err:
-            self.record.wait_all("CreateContainerConfigError", str(err))
+            if isinstance(err, VolumeSetupError):
+                self.record.event("Warning", "FailedMount", str(err))
+            running = {info.container_name for info in view.running_containers()}
+            self.record.wait_all("CreateContainerConfigError", str(err), running=running)
             return view, CONFIG_ERROR_RETRY_SECONDS
         waits: list[float] = []
+        if env.refresh_at is not None:  # rewrite a token before it is due, not a resync late
+            until = env.refresh_at - self.ctx.clock()
+            if until < RESYNC_SECONDS:
+                waits.append(max(until, MIN_REFRESH_WAIT_SECONDS))
         for kill in actions.containers_to_kill:
             self.probers.killed(kill.container_id)
             info = await self.ctx.terminator.kill_container(
@@ -373,6 +396,8 @@ class PodWorker:
         await self.ctx.terminator.kill_pod(self.record, view, actions, pod_ip=self.pod_ip)
         self.ctx.restart_backoff.forget_prefix(self.uid + "/")
         self.ctx.pull_backoff.forget_prefix(self.uid + "/")
+        assert self.ctx.tokens is not None
+        self.ctx.tokens.forget_pod(self.uid)
         if not self.api_gone:
             await self.ctx.api.delete_pod(self.pod)
         self.ctx.api.forget_pod(self.uid)
@@ -414,13 +439,17 @@ class PodWorkers:
         self.terminated.add(uid)
 
     async def cleanup_orphans(self, known_uids: set[str]) -> list[str]:
-        """Remove containers and networking of pods the API does not know (any more)."""
+        """Remove containers, networking and directories (unmounting their tmpfs) of pods
+        the API does not know (any more); returns the pods whose containers went."""
         summaries = await self.ctx.runtime.list_containers()
         orphans = sorted({s.pod_uid for s in summaries} - known_uids - set(self.workers))
         for uid in orphans:
             remains = [s for s in summaries if s.pod_uid == uid]
             await self.ctx.terminator.remove_orphan(uid, remains)
             log.info("removed containers of pod %s, which no longer exists", uid)
+        await self.ctx.terminator.remove_orphan_dirs(
+            lambda uid: uid in known_uids or uid in self.workers
+        )
         return orphans
 
     async def stop(self) -> None:

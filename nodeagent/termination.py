@@ -5,15 +5,18 @@ spec, replaced sandbox) with the pod's grace period: the runtime sends SIGTERM, 
 sends SIGKILL. ``kill_pod`` ends a pod being deleted: a ``Killing`` Event per running
 container, the preStop hooks of app containers run together within the grace period, the
 containers get the grace that remains, then everything of the pod goes -- containers,
-sandboxes, veth and IP, volumes. ``remove_orphan`` removes what is left of a pod the API
-no longer knows, with a short fixed grace.
+sandboxes, veth and IP, volumes (their tmpfs unmounted first). ``remove_orphan`` removes
+what is left of a pod the API no longer knows, with a short fixed grace;
+``remove_orphan_dirs`` the directories of pods that have nothing else left (kubelet's
+``cleanupOrphanedPodDirs``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +25,7 @@ from nodeagent import volumes
 from nodeagent.actions import ContainerToKill, PodActions, PodView
 from nodeagent.api import PodRecord
 from nodeagent.container_spec import find_container
+from nodeagent.mounts import Mounter, MountError
 from nodeagent.network.manager import PodNetworkManager
 from nodeagent.runtime.interface import (
     ContainerInfo,
@@ -32,16 +36,24 @@ from nodeagent.runtime.interface import (
     ContainerSummary,
 )
 
+log = logging.getLogger(__name__)
+
 ORPHAN_GRACE_SECONDS = 2
 
 
 class Terminator:
     def __init__(
-        self, runtime: ContainerRuntime, network: PodNetworkManager, *, data_dir: Path
+        self,
+        runtime: ContainerRuntime,
+        network: PodNetworkManager,
+        *,
+        data_dir: Path,
+        mounter: Mounter,
     ) -> None:
         self.runtime = runtime
         self.network = network
         self.data_dir = data_dir
+        self.mounter = mounter
 
     async def kill_container(
         self, record: PodRecord, kill: ContainerToKill, *, grace: int
@@ -81,9 +93,29 @@ class Terminator:
         for summary in summaries:
             if summary.state is ContainerState.RUNNING:
                 await self.runtime.stop_container(summary.id, timeout=ORPHAN_GRACE_SECONDS)
-        await self._remove_all(
-            pod_uid, [s.id for s in summaries], [s.id for s in summaries if s.is_sandbox]
-        )
+        try:
+            await self._remove_all(
+                pod_uid, [s.id for s in summaries], [s.id for s in summaries if s.is_sandbox]
+            )
+        except MountError as err:  # the directory stays; the next clean-up tries again
+            log.warning("pod %s: cannot remove its directory: %s", pod_uid, err)
+
+    async def remove_orphan_dirs(self, keep: Callable[[str], bool]) -> list[str]:
+        """Unmount and remove ``DATA_DIR/pods/<uid>`` of every pod ``keep`` refuses; asked
+        right before each removal, so a pod that appeared meanwhile keeps its directory."""
+        removed = []
+        for uid in sorted(await asyncio.to_thread(volumes.pod_dir_uids, self.data_dir)):
+            if keep(uid):
+                continue
+            try:
+                await asyncio.to_thread(
+                    volumes.remove_pod_dir, self.data_dir, uid, mounter=self.mounter
+                )
+            except MountError as err:
+                log.warning("pod %s: cannot remove its directory: %s", uid, err)
+                continue
+            removed.append(uid)
+        return removed
 
     async def _remove_all(
         self, pod_uid: str, container_ids: Sequence[str], sandbox_ids: Sequence[str]
@@ -91,7 +123,9 @@ class Terminator:
         for container_id in container_ids:
             await self.runtime.remove_container(container_id)
         await self.network.teardown(pod_uid=pod_uid, sandbox_ids=list(sandbox_ids))
-        await asyncio.to_thread(volumes.remove_pod_dir, self.data_dir, pod_uid)
+        await asyncio.to_thread(
+            volumes.remove_pod_dir, self.data_dir, pod_uid, mounter=self.mounter
+        )
 
     async def _pre_stop(
         self, record: PodRecord, kill: ContainerToKill, grace: int, pod_ip: str | None

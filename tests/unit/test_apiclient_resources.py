@@ -44,6 +44,7 @@ def test_misuse_is_refused():
 
 def test_lookup_by_kind():
     assert resource_for_kind("apps/v1", "ReplicaSet").plural == "replicasets"
-    assert len({r.plural for r in ALL_RESOURCES}) == 11
+    assert resource_for_kind("v1", "Secret").plural == "secrets"
+    assert len({r.plural for r in ALL_RESOURCES}) == 13
     with pytest.raises(KeyError):
-        resource_for_kind("v1", "Secret")
+        resource_for_kind("v1", "NoSuchKind")
