@@ -38,6 +38,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process the test started (by PID), SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 def unique(prefix: str = "kt") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
@@ -88,16 +100,9 @@ class ApiServer:
         raise RuntimeError(f"keelson apiserver not ready in {READY_TIMEOUT}s: {self.log_tail()}")
 
     def stop(self) -> None:
-        """SIGTERM the process we started (by PID), SIGKILL it if it lingers."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if process is not None:
+            stop_process(process)
 
     def restart(self) -> None:
         self.stop()

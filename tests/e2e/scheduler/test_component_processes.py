@@ -9,15 +9,13 @@ running next to it — the way kube-scheduler and kube-controller-manager run.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from apiclient.client import ApiClient
 from apiclient.resources import DEPLOYMENTS, PODS, REPLICASETS
-from tests.support.apiserver import KEELSON, ApiServer
+from tests.support.apiserver import KEELSON, ApiServer, stop_process
 
 from .conftest import NAMESPACE, create_node, eventually
 
@@ -32,13 +30,7 @@ def component(command: str, server: ApiServer, log: Path) -> Iterator[subprocess
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_process(process)
 
 
 def deployment(name: str, replicas: int) -> dict:
