@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from apiserver.auth.authn import UserInfo
 from apiserver.auth.node import (
     MIRROR_POD_ANNOTATION,
     NODE_LEASE_NAMESPACE,
-    User,
     node_identity,
     pod_configmap_names,
     pod_secret_names,
@@ -103,7 +103,7 @@ def _spec(obj: Obj | None) -> Obj:
     return (obj or {}).get("spec") or {}
 
 
-def admit(user: User | None, operation: str, resource: str, subresource: str,
+def admit(user: UserInfo | None, operation: str, resource: str, subresource: str,
           obj: Obj | None, old: Obj | None, *, name: str = "", namespace: str = "",
           api_group: str | None = None, get_pod: PodGetter | None = None,
           get_node: NodeGetter | None = None) -> None:

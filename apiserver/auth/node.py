@@ -33,11 +33,13 @@ ResourceSlices owned by nodes. Their requests are routed exactly like kube's and
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from apiserver.auth.authn import UserInfo
+from apiserver.auth.authorizer import Attributes, Decision
+from apiserver.auth.rbac import rules_allow
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
@@ -58,60 +60,9 @@ RESOURCE_SLICE = "resourceslice"
 Obj = Mapping[str, Any]
 
 
-# --- attributes and decisions ----------------------------------------------------------
+# --- who is a node ---------------------------------------------------------------------
 
-class Decision(enum.Enum):
-    """An authorizer's answer, as in k8s.io/apiserver ``authorizer.Decision``.
-
-    Defined here until ``apiserver/auth/authorizer.py`` exists; it has the same members,
-    so switching to that one is an import change.
-    """
-
-    DENY = "Deny"
-    ALLOW = "Allow"
-    NO_OPINION = "NoOpinion"
-
-
-class User(Protocol):
-    name: str
-    groups: tuple[str, ...]
-
-
-class Attributes(Protocol):
-    """The request attributes this authorizer reads (kube's ``authorizer.Attributes``).
-
-    ``field_selector`` is optional (read with ``getattr``): only the
-    ``authorize_with_selectors`` mode looks at it, as a ``"a=b,c==d"`` string.
-    """
-
-    user: User
-    verb: str
-    resource_request: bool
-    api_group: str
-    resource: str
-    subresource: str
-    namespace: str
-    name: str
-    path: str
-
-
-@dataclass(frozen=True)
-class RequestAttributes:
-    """A plain implementation of :class:`Attributes`, for callers and tests."""
-
-    user: User
-    verb: str
-    resource_request: bool = True
-    api_group: str = ""
-    resource: str = ""
-    subresource: str = ""
-    namespace: str = ""
-    name: str = ""
-    path: str = ""
-    field_selector: str = ""
-
-
-def node_identity(user: User | None) -> tuple[str, bool]:
+def node_identity(user: UserInfo | None) -> tuple[str, bool]:
     """``(node_name, is_node)`` like kube's default ``NodeIdentifier``.
 
     A user is a node only with the ``system:node:`` name prefix *and* the
@@ -326,39 +277,6 @@ def node_rules() -> list[dict[str, list[str]]]:
         _rule(["get", "create", "update", "patch", "delete"], "storage.k8s.io", "csinodes"),
         _rule(_READ, "node.k8s.io", "runtimeclasses"),
     ]
-
-
-def _matches(values: Iterable[str], wanted: str) -> bool:
-    values = list(values)
-    return "*" in values or wanted in values
-
-
-def _resource_matches(resources: Iterable[str], resource: str, subresource: str) -> bool:
-    combined = f"{resource}/{subresource}" if subresource else resource
-    for candidate in resources:
-        if candidate in ("*", combined):
-            return True
-        if subresource and candidate == f"*/{subresource}":
-            return True
-    return False
-
-
-def rules_allow(attrs: Attributes, rules: Iterable[Mapping[str, Any]]) -> bool:
-    """RBAC's ``RulesAllow`` for resource requests (no resourceNames in node rules)."""
-    if not attrs.resource_request:
-        return any(_matches(rule.get("verbs") or (), attrs.verb)
-                   and any(url == attrs.path or (url.endswith("*")
-                                                 and attrs.path.startswith(url[:-1]))
-                           for url in rule.get("nonResourceURLs") or ())
-                   for rule in rules)
-    for rule in rules:
-        if (_matches(rule.get("verbs") or (), attrs.verb)
-                and _matches(rule.get("apiGroups") or (), attrs.api_group)
-                and _resource_matches(rule.get("resources") or (), attrs.resource,
-                                      attrs.subresource)
-                and (not rule.get("resourceNames") or attrs.name in rule["resourceNames"])):
-            return True
-    return False
 
 
 # --- the authorizer ---------------------------------------------------------------------

@@ -5,22 +5,22 @@ from __future__ import annotations
 import pytest
 
 from apiserver.auth.authn import UserInfo
+from apiserver.auth.authorizer import Attributes as RequestAttributes
+from apiserver.auth.authorizer import Decision
 from apiserver.auth.node import (
     CONFIGMAP,
     PVC,
     SECRET,
     SERVICE_ACCOUNT,
-    Decision,
     NodeAuthorizer,
     NodeGraph,
-    RequestAttributes,
     node_identity,
     node_rules,
     pod_configmap_names,
     pod_pvc_names,
     pod_secret_names,
-    rules_allow,
 )
+from apiserver.auth.rbac import rules_allow
 
 NODE_A = UserInfo(name="system:node:a", groups=("system:nodes", "system:authenticated"))
 NODE_B = UserInfo(name="system:node:b", groups=("system:nodes", "system:authenticated"))
