@@ -90,7 +90,7 @@ async def test_events_converge_the_store(server, client, make_informer):
 
     await client.create(PODS, pod("c"))
     await client.patch(PODS, "a", {"metadata": {"labels": {"app": "db"}}})
-    await client.delete(PODS, "b", namespace="other")
+    await client.delete(PODS, "b", namespace="other", grace_period_seconds=0)  # bound: at once
     await until(lambda: len(recorder.events) == 5)
     assert recorder.events[2:] == [("add", "c"), ("update", "a"), ("delete", "b")]
     assert names(informer) == ["default/a", "default/c"]

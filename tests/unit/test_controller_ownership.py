@@ -1,13 +1,10 @@
-"""Expectations (writes not yet seen) and claiming (adopt / release) for the controllers."""
+"""Expectations (writes not yet seen) for the controllers. Claiming (adopt / release) runs
+against a real apiserver in tests/e2e/workloads/test_replicaset_alone.py."""
 
 from __future__ import annotations
 
-from apiclient.client import ApiClient
-from apiclient.resources import PODS
-from apiclient.selectors import selector_from_set
 from apiclient.store import Store
-from apiclient.testing import FakeApiServer
-from controllers.ownership import Expectations, claim
+from controllers.ownership import Expectations
 
 
 def obj(name: str, *, deleting: bool = False) -> dict:
@@ -34,29 +31,3 @@ def test_expectations_time_out() -> None:
     expectations = Expectations(timeout=0.0)
     expectations.expect("ns/rs", creates=["ns/never"])
     assert expectations.satisfied("ns/rs", Store())
-
-
-async def test_claim_adopts_orphans_releases_mismatches_and_skips_others() -> None:
-    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-             "metadata": {"name": "web", "namespace": "ns", "uid": "owner-uid"}}
-    ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "owner-uid",
-           "controller": True, "blockOwnerDeletion": True}
-    foreign = {**ref, "name": "other", "uid": "other-uid"}
-    async with FakeApiServer() as server, ApiClient(server.config()) as client:
-        pods = {
-            "orphan": {"labels": {"app": "web"}},
-            "stray": {"labels": {"app": "web"}, "ownerReferences": [foreign]},
-            "owned": {"labels": {"app": "web"}, "ownerReferences": [ref]},
-            "relabelled": {"labels": {"app": "api"}, "ownerReferences": [ref]},
-            "unrelated": {"labels": {"app": "api"}},
-        }
-        candidates = [server.seed(PODS, {"metadata": {"name": name, "namespace": "ns", **meta}})
-                      for name, meta in pods.items()]
-        claimed = await claim(client, PODS, owner, selector_from_set({"app": "web"}),
-                              candidates)
-        assert sorted(p["metadata"]["name"] for p in claimed) == ["orphan", "owned"]
-        stored = {key.split("/")[1]: o for (res, key), o in server.objects.items()}
-        assert stored["orphan"]["metadata"]["ownerReferences"] == [ref]
-        assert "ownerReferences" not in stored["relabelled"]["metadata"]
-        assert stored["stray"]["metadata"]["ownerReferences"] == [foreign]
-        assert "ownerReferences" not in stored["unrelated"]["metadata"]

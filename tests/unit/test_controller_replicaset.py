@@ -1,18 +1,13 @@
-"""The ReplicaSet controller: pod construction, deletion ranking, status arithmetic, and
-the loop against the fake API server (exactly ``replicas`` pods, never more)."""
+"""The ReplicaSet controller's pure parts: pod construction, deletion ranking, status
+arithmetic. Its loop runs against a real apiserver in
+tests/e2e/workloads/test_replicaset_alone.py."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-from apiclient.client import ApiClient
-from apiclient.controller import SharedInformers
 from apiclient.meta import format_time
-from apiclient.resources import PODS, REPLICASETS
-from apiclient.testing import FakeApiServer
 from controllers.replicaset import (
-    ReplicaSetController,
     deletion_order,
     pod_from_template,
     replicaset_status,
@@ -88,35 +83,3 @@ def test_status_counts_only_active_pods_and_honours_min_ready_seconds() -> None:
     status = replicaset_status(rs(min_ready_seconds=30), pods, now=NOW)
     assert status == {"replicas": 4, "fullyLabeledReplicas": 3, "readyReplicas": 3,
                       "availableReplicas": 2, "observedGeneration": 3}
-
-
-async def test_loop_creates_exactly_the_wanted_pods_and_removes_extras() -> None:
-    async with FakeApiServer() as server, ApiClient(server.config()) as client:
-        server.seed(REPLICASETS, rs(replicas=5))
-        informers = SharedInformers(client)
-        controller = ReplicaSetController(client, informers)
-        informers.start()
-        task = asyncio.create_task(controller.run())
-        try:
-            await wait_for_pods(server, 5)
-            await asyncio.sleep(0.3)  # settled: no more are made
-            assert count_pods(server) == 5
-            current = server.objects[(REPLICASETS, "ns/web")]
-            server.seed(REPLICASETS, {**current, "spec": {**current["spec"], "replicas": 2}})
-            await wait_for_pods(server, 2)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await informers.stop()
-
-
-def count_pods(server: FakeApiServer) -> int:
-    return sum(1 for res, _key in server.objects if res == PODS)
-
-
-async def wait_for_pods(server: FakeApiServer, wanted: int) -> None:
-    for _ in range(100):
-        if count_pods(server) == wanted:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{count_pods(server)} pods, wanted {wanted}")

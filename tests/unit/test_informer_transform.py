@@ -60,7 +60,7 @@ async def test_store_and_handlers_only_ever_see_transformed_objects(server):
             await informer.wait_synced(timeout=5)
             await client.create(PODS, pod("b"))
             await client.patch(PODS, "a", {"spec": {"nodeName": "n2"}})
-            await client.delete(PODS, "b", namespace="default")
+            await client.delete(PODS, "b", namespace="default", grace_period_seconds=0)
             await until(lambda: len(seen) == 4)
 
             before_relist = informer.store.get("default/a")

@@ -1,7 +1,8 @@
-"""run_proxy wired to informers (against the apiclient's fake API server) and --cleanup."""
+"""run_proxy wired to informers (against a real ``keelson apiserver``) and --cleanup."""
 
 import asyncio
 import re
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -9,9 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from apiclient import resources
 from apiclient.client import ApiClient
-from apiclient.testing import FakeApiServer
 from proxy import ProxyOptions, cleanup, run_proxy
 from tests.functional.proxy.conftest import CLUSTER_CIDR, endpoint_slice, service
+from tests.support.apiserver import ApiServer, running_apiserver
 
 pytestmark = pytest.mark.root
 
@@ -37,6 +38,12 @@ def snapshot(node) -> dict:
     }
 
 
+@pytest.fixture
+def apiserver(tmp_path) -> Iterator[ApiServer]:
+    with running_apiserver(tmp_path / "apiserver") as server:
+        yield server
+
+
 async def wait_for(predicate, *, timeout=10.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
@@ -45,7 +52,7 @@ async def wait_for(predicate, *, timeout=10.0):
 
 
 async def test_run_proxy_follows_the_api_and_cleanup_restores_the_node(
-    node, tmp_path, unused_tcp_port
+    node, tmp_path, unused_tcp_port, apiserver
 ):
     pods = [node.add_pod(i) for i in range(2)]
     # the "host" already has someone else's rules (Docker's) that must survive
@@ -70,11 +77,13 @@ async def test_run_proxy_follows_the_api_and_cleanup_restores_the_node(
     )
     registry = CollectorRegistry()
     web = service("web", "10.96.0.10")
-    async with FakeApiServer() as server, aiohttp.ClientSession() as session:
-        server.seed(resources.NODES, {"metadata": {"name": "node-a"}, "spec": {}})
-        server.seed(resources.SERVICES, web)
-        server.seed(resources.ENDPOINTSLICES, endpoint_slice("web", pods[:1]))
-        client = ApiClient(server.config())
+    async with (
+        aiohttp.ClientSession() as session,
+        ApiClient.from_kubeconfig(apiserver.kubeconfig) as client,
+    ):
+        await client.create(resources.NODES, {"metadata": {"name": "node-a"}, "spec": {}})
+        await client.create(resources.SERVICES, web)
+        await client.create(resources.ENDPOINTSLICES, endpoint_slice("web", pods[:1]))
         task = asyncio.create_task(run_proxy(options, client, registry=registry))
         try:
 
@@ -107,7 +116,6 @@ async def test_run_proxy_follows_the_api_and_cleanup_restores_the_node(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await client.close()
 
     # the rules stay after the proxy exits (kube-proxy behaviour)
     assert node.curl("http://10.96.0.10/") == (0, "pod1")
