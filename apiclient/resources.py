@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ALL_RESOURCES",
+    "CLUSTERROLES",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "ENDPOINTS",
@@ -83,6 +84,9 @@ ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointS
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
+# Not in ALL_RESOURCES (the fake apiserver in apiclient.testing does not serve RBAC).
+CLUSTERROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole",
+                        namespaced=False)
 
 ALL_RESOURCES: tuple[Resource, ...] = (
     PODS,

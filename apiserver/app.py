@@ -23,10 +23,12 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 from aiohttp import web
 
 from apiclient.labels import (
@@ -39,18 +41,33 @@ from apiclient.meta import utc_now
 from apiclient.serving import metrics_handler
 from apiserver import patch as patching
 from apiserver import status
+from apiserver.admission import node_restriction_plugin
+from apiserver.admission import serviceaccount as sa_admission
 from apiserver.admission.allocators import ClusterIPAllocator, NodePortAllocator
+from apiserver.auth import bootstrap_policy, bootstrap_reconciler
 from apiserver.auth import pki as pki_mod
+from apiserver.auth import serviceaccount as sa_tokens
 from apiserver.auth.authn import Authenticator, auth_middleware
+from apiserver.auth.authorization import Authorization
+from apiserver.auth.filters import (
+    authorization_middleware,
+    cache_catch_up,
+    impersonation_middleware,
+)
+from apiserver.auth.tokens import ServiceAccountTokenAuthenticator
 from apiserver.handlers import request as req
+from apiserver.handlers import reviews
+from apiserver.handlers import tokens as token_handlers
 from apiserver.handlers.discovery import DiscoveryHandler
 from apiserver.handlers.resources import BOOKMARK_INTERVAL, ResourceHandler
 from apiserver.handlers.subresources import KubeletClient
 from apiserver.metrics import APIServerMetrics
 from apiserver.registry import Registry, ResourceType
-from apiserver.rest import RestStore
+from apiserver.rest import CreateAdmission, RestStore, WriteAdmission
+from apiserver.storage.encryption import IDENTITY, EncryptionConfigError, load_encryption_config
 from apiserver.storage.interface import Storage
 from apiserver.storage.sqlite import SQLiteStorage
+from apiserver.storage.transforming import TransformingStorage
 from apiserver.storage.watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -59,6 +76,9 @@ Obj = dict[str, Any]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 WATCH_CACHE_WINDOW = 10000  # events kept per resource for watches resuming from a revision
+DEFAULT_SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# On by default, as in kube-apiserver.
+ADMISSION_PLUGINS = (sa_admission.PLUGIN_NAME, node_restriction_plugin.PLUGIN_NAME)
 
 
 class ConfigError(Exception):
@@ -75,6 +95,17 @@ class APIServerOptions:
     service_node_port_range: str = "30000-32767"
     token_auth_file: Path | None = None
     extra_sans: list[str] = field(default_factory=list)
+    # Encryption at rest: kube's EncryptionConfiguration file (None: plaintext).
+    encryption_provider_config: Path | None = None
+    # ServiceAccount tokens: the RSA key that signs them (default DATA_DIR/pki/sa.key,
+    # created at first start), more keys that verify them, issuer(s) and audiences.
+    service_account_signing_key_file: Path | None = None
+    service_account_key_files: list[Path] = field(default_factory=list)
+    service_account_issuers: list[str] = field(
+        default_factory=lambda: [DEFAULT_SERVICE_ACCOUNT_ISSUER])
+    api_audiences: list[str] = field(default_factory=list)  # default: the issuers
+    service_account_jwks_uri: str = ""
+    disable_admission_plugins: list[str] = field(default_factory=list)
     watch_cache_window: int = field(
         default_factory=lambda: int(os.environ.get("KEELSON_WATCH_CACHE_WINDOW",
                                                WATCH_CACHE_WINDOW)))
@@ -93,6 +124,12 @@ class APIServerOptions:
                               "must be positive")
         if not 0 < self.secure_port < 65536:
             raise ConfigError(f"invalid --secure-port {self.secure_port}: must be 1-65535")
+        unknown = sorted(set(self.disable_admission_plugins) - set(ADMISSION_PLUGINS))
+        if unknown:
+            raise ConfigError(f"unknown admission plugin(s) in --disable-admission-plugins: "
+                              f"{', '.join(unknown)} (known: {', '.join(ADMISSION_PLUGINS)})")
+        if not [issuer for issuer in self.service_account_issuers if issuer]:
+            raise ConfigError("--service-account-issuer must not be empty")
 
 
 def open_storage(url: str, data_dir: Path) -> Storage:
@@ -106,6 +143,36 @@ def open_storage(url: str, data_dir: Path) -> Storage:
     if parsed.scheme == "etcd":
         raise ConfigError("the etcd storage backend is not available yet; use sqlite:///PATH")
     raise ConfigError(f"unsupported --storage {url!r}: use sqlite:///PATH or etcd://HOST:PORT")
+
+
+def encrypted_storage(storage: Storage, config_file: Path, registry: Registry) -> Storage:
+    """``storage`` with the resources the EncryptionConfiguration names encrypted at rest."""
+    try:
+        config = load_encryption_config(config_file)
+    except EncryptionConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    transformers = {}
+    for rt in registry.resources:
+        transformer = config.for_resource(rt.plural, rt.group)
+        if transformer is not IDENTITY:
+            transformers[rt.prefix] = transformer
+    return TransformingStorage(storage, transformers) if transformers else storage
+
+
+def token_authority(options: APIServerOptions) -> sa_tokens.TokenAuthority:
+    """The ServiceAccount token signer/verifier from the flags (a bad key: ConfigError)."""
+    key_file = options.service_account_signing_key_file or \
+        options.data_dir / "pki" / "sa.key"
+    try:
+        signing_key = sa_tokens.load_or_create_signing_key(key_file)
+        verification = [key for path in options.service_account_key_files
+                        for key in sa_tokens.load_verification_keys(path)]
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot use the service-account key: {exc}") from None
+    issuers = [issuer for issuer in options.service_account_issuers if issuer]
+    return sa_tokens.TokenAuthority(signing_key, issuers,
+                                    api_audiences=options.api_audiences or issuers,
+                                    verification_keys=verification)
 
 
 def make_patcher() -> Any:
@@ -162,6 +229,9 @@ class APIServer:
         self.registry = Registry()
         self.metrics = APIServerMetrics()
         self.storage = open_storage(options.storage, options.data_dir)
+        if options.encryption_provider_config is not None:
+            self.storage = encrypted_storage(self.storage, options.encryption_provider_config,
+                                             self.registry)
         try:
             self.service_ips = ClusterIPAllocator(self.storage, options.service_cluster_ip_range)
             self.node_ports = NodePortAllocator(self.storage, options.service_node_port_range)
@@ -170,9 +240,18 @@ class APIServer:
         self.cache = WatchCache(self.storage, prefixes=[r.prefix for r in self.registry.resources],
                                 index_fields=_index_fields(self.registry),
                                 window=options.watch_cache_window)
+        admission: list[CreateAdmission] = []
+        if sa_admission.PLUGIN_NAME not in options.disable_admission_plugins:
+            admission.append(sa_admission.ServiceAccountAdmission())
+        validating: list[WriteAdmission] = []
+        if node_restriction_plugin.PLUGIN_NAME not in options.disable_admission_plugins:
+            validating.append(node_restriction_plugin.NodeRestriction())
         self.store = RestStore(self.storage, self.registry, service_ips=self.service_ips,
                                node_ports=self.node_ports, patcher=make_patcher(),
-                               cache=self.cache)
+                               cache=self.cache, admission=admission, validating=validating)
+        self.authorization = Authorization()
+        self.tokens: sa_tokens.TokenAuthority | None = None
+        self._external_address = f"127.0.0.1:{options.secure_port}"  # set by start()
         self.kubelet: KubeletClient | None = None
         self.ready = False
         self.kubeconfig: Path | None = None
@@ -202,14 +281,21 @@ class APIServer:
             kubelet_key.chmod(0o600)
             kubelet_cert.write_bytes(cert)
         self.kubelet = KubeletClient(cert_file=str(kubelet_cert), key_file=str(kubelet_key))
+        self.tokens = await asyncio.to_thread(token_authority, opts)
 
         await self.storage.open()
         await self.cache.start()
         await self.cache.wait_until_ready()
+        self.authorization.feed(self.cache)
         self.metrics.watch_storage(self._object_counts)
         await self._bootstrap(addresses[0] if addresses else "127.0.0.1", first_service_ip)
+        await self._bootstrap_policy()
 
-        app = self.make_app(authenticator=Authenticator(token_file=opts.token_auth_file))
+        self._external_address = f"{addresses[0] if addresses else '127.0.0.1'}:" \
+                                 f"{opts.secure_port}"
+        authenticator = Authenticator(token_file=opts.token_auth_file, token_authenticators=[
+            ServiceAccountTokenAuthenticator(self.tokens, self.cached_object)])
+        app = self.make_app(authenticator=authenticator)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -236,6 +322,12 @@ class APIServer:
     def add_background(self, task: asyncio.Task[None]) -> None:
         self._background.append(task)
 
+    def cached_object(self, plural: str, namespace: str | None, name: str) -> Obj | None:
+        """A core/v1 object from the watch cache (token checks: cheap, no storage read)."""
+        rt = self.registry.lookup("", "v1", plural)
+        cached = self.cache.get(rt.key(namespace, name)) if rt is not None else None
+        return orjson.loads(cached.raw) if cached is not None else None
+
     def _object_counts(self) -> dict[str, int]:
         counts = {}
         for rt in self.registry.resources:
@@ -250,6 +342,18 @@ class APIServer:
         if await self.storage.get(rt.key(meta.get("namespace"), meta["name"])) is None:
             with contextlib.suppress(status.StatusError):
                 await self.store.create(rt, meta.get("namespace"), obj)
+
+    async def _bootstrap_policy(self) -> None:
+        """The default RBAC roles and bindings (kube's ``rbac/bootstrap-roles``), then the
+        aggregated ClusterRoles settled."""
+        done = await bootstrap_reconciler.reconcile_objects(
+            self.store, self.registry, [*bootstrap_policy.bootstrap_objects(),
+                                        *bootstrap_policy.keelson_cluster_role_bindings()])
+        aggregated = await bootstrap_reconciler.settle_aggregation(self.store, self.registry)
+        if done or aggregated:
+            log.info("bootstrap policy reconciled: %s, %d aggregated ClusterRoles updated",
+                     ", ".join(f"{count} {op}" for op, count in sorted(done.items())) or
+                     "nothing to write", aggregated)
 
     async def _bootstrap(self, node_ip: str, service_ip: str) -> None:
         """System namespaces and the ``kubernetes`` Service, as kube-apiserver creates them."""
@@ -287,18 +391,31 @@ class APIServer:
     # --- HTTP ------------------------------------------------------------------------
 
     def make_app(self, *, authenticator: Authenticator) -> web.Application:
-        assert self.kubelet is not None
-        resources = ResourceHandler(registry=self.registry, store=self.store, cache=self.cache,
-                                    metrics=self.metrics, kubelet_client=self.kubelet,
-                                    bookmark_interval=self.options.bookmark_interval)
+        assert self.kubelet is not None and self.tokens is not None
+        resources = ResourceHandler(
+            registry=self.registry, store=self.store, cache=self.cache, metrics=self.metrics,
+            kubelet_client=self.kubelet, bookmark_interval=self.options.bookmark_interval,
+            resource_routes={
+                ("", "serviceaccounts", "token", "create"):
+                    partial(token_handlers.create_token, self.store, self.tokens),
+                ("authentication.k8s.io", "tokenreviews", None, "create"):
+                    partial(token_handlers.create_token_review, authenticator),
+                **reviews.review_routes(self.authorization),
+            })
         discovery = DiscoveryHandler(self.registry,
                                      server_address=f"{self.options.bind_address}:"
                                                     f"{self.options.secure_port}")
         app = web.Application(
             middlewares=[self._metrics_middleware(), status_middleware,
-                         auth_middleware(authenticator, public_paths=PUBLIC_PATHS)],
+                         auth_middleware(authenticator, public_paths=PUBLIC_PATHS),
+                         impersonation_middleware(self.authorization.chain),
+                         authorization_middleware(self.authorization,
+                                                  catch_up=self._cache_catch_up())],
             client_max_size=req.MAX_BODY_BYTES + 1)
         app.add_routes(discovery.routes())
+        app.add_routes(token_handlers.discovery_routes(
+            self.tokens, external_address=self._external_address,
+            jwks_uri=self.options.service_account_jwks_uri or None))
         app.add_routes([
             web.get("/healthz", self._health), web.get("/livez", self._health),
             web.get("/readyz", self._readyz),
@@ -307,6 +424,12 @@ class APIServer:
             web.route("*", "/apis/{group}/{version}/{tail:.+}", resources.handle),
         ])
         return app
+
+    def _cache_catch_up(self) -> Any:
+        """For a refused request: wait once for the watch cache (which feeds the
+        authorizer) to reach storage, so a binding created a moment ago counts."""
+        return cache_catch_up(self.storage.current_revision, lambda: self.cache.revision,
+                              lambda revision: self.cache.wait_for_revision(revision))
 
     def _metrics_middleware(self) -> Any:
         metrics = self.metrics

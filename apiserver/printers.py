@@ -276,6 +276,14 @@ def configmap_data(cm: Obj) -> int:
     return len(cm.get("data") or {}) + len(cm.get("binaryData") or {})
 
 
+def secret_data(secret: Obj) -> int:
+    return len(secret.get("data") or {})
+
+
+def serviceaccount_secrets(sa: Obj) -> int:
+    return len(sa.get("secrets") or [])
+
+
 # --- events -------------------------------------------------------------------------
 
 def event_last_seen(ev: Obj) -> str:
@@ -346,3 +354,36 @@ def spec_selector(obj: Obj) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts) or NONE
+
+
+def created_at(obj: Obj) -> str:
+    """Roles' ``CREATED AT``: the creation time in RFC 3339, UTC (kube ``printRole``)."""
+    return (obj.get("metadata") or {}).get("creationTimestamp") or ""
+
+
+def binding_role(binding: Obj) -> str:
+    ref = binding.get("roleRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
+
+
+def _subjects(binding: Obj, kind: str) -> str:
+    """kube ``SubjectsStrings``: names of one subject kind (ServiceAccounts as ns/name)."""
+    names = []
+    for subject in binding.get("subjects") or ():
+        if isinstance(subject, dict) and subject.get("kind") == kind:
+            name = subject.get("name", "")
+            names.append(f"{subject.get('namespace', '')}/{name}"
+                         if kind == "ServiceAccount" else name)
+    return ", ".join(names)
+
+
+def binding_users(binding: Obj) -> str:
+    return _subjects(binding, "User")
+
+
+def binding_groups(binding: Obj) -> str:
+    return _subjects(binding, "Group")
+
+
+def binding_service_accounts(binding: Obj) -> str:
+    return _subjects(binding, "ServiceAccount")

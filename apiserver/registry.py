@@ -19,7 +19,17 @@ from typing import Any
 
 from apiserver import printers
 from apiserver.admission import defaulting, validation
-from apiserver.strategies import StatusStrategy, Strategy, namespaces, nodes, pods, services
+from apiserver.strategies import (
+    StatusStrategy,
+    Strategy,
+    namespaces,
+    nodes,
+    pods,
+    rbac,
+    secrets,
+    serviceaccounts,
+    services,
+)
 
 Obj = dict[str, Any]
 
@@ -118,6 +128,7 @@ SUBRESOURCE_VERBS: Mapping[str, tuple[str, ...]] = {
     "binding": ("create",),
     "log": ("get",),
     "finalize": ("update",),
+    "token": ("create",),
 }
 
 
@@ -127,6 +138,8 @@ def subresource_kind(rt: ResourceType, subresource: str) -> tuple[str, str, str]
         return "autoscaling", "v1", "Scale"
     if subresource == "binding":
         return "", "v1", "Binding"
+    if subresource == "token":
+        return "authentication.k8s.io", "v1", "TokenRequest"
     return rt.group, rt.version, rt.kind
 
 
@@ -137,6 +150,15 @@ def _fields(*names: str) -> dict[str, Callable[[Obj], Any]]:
 
 NAME = Column("Name", printers.name, format="name", description="Name of the object")
 AGE = Column("Age", printers.age, description="Time since the object was created")
+CREATED_AT = Column("Created At", printers.created_at, type="date",
+                   description="Time the object was created")
+BINDING_COLUMNS = (NAME, Column("Role", printers.binding_role), AGE,
+                   Column("Users", printers.binding_users, priority=1,
+                          description="Users in the roleBinding"),
+                   Column("Groups", printers.binding_groups, priority=1,
+                          description="Groups in the roleBinding"),
+                   Column("ServiceAccounts", printers.binding_service_accounts, priority=1,
+                          description="ServiceAccounts in the roleBinding"))
 # The ``-o wide`` columns of workloads with a pod template.
 TEMPLATE_COLUMNS = (Column("Containers", printers.template_containers, priority=1),
                     Column("Images", printers.template_images, priority=1),
@@ -218,6 +240,19 @@ RESOURCES: tuple[ResourceType, ...] = (
         strategy=Strategy(validate=validation.configmap),
     ),
     ResourceType(
+        "", "v1", "Secret", "secrets", True,
+        columns=(NAME, Column("Type", _path("type")),
+                 Column("Data", printers.secret_data, type="integer"), AGE),
+        fields=_fields("type"),
+        strategy=secrets.STRATEGY,
+    ),
+    ResourceType(
+        "", "v1", "ServiceAccount", "serviceaccounts", True, short_names=("sa",),
+        subresources=frozenset({"token"}),
+        columns=(NAME, Column("Secrets", printers.serviceaccount_secrets, type="integer"), AGE),
+        strategy=serviceaccounts.STRATEGY,
+    ),
+    ResourceType(
         "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True,
         columns=(NAME, Column("AddressType", _path("addressType")),
                  Column("Ports", printers.endpointslice_ports),
@@ -250,6 +285,49 @@ RESOURCES: tuple[ResourceType, ...] = (
         "coordination.k8s.io", "v1", "Lease", "leases", True,
         columns=(NAME, Column("Holder", _path("spec", "holderIdentity")), AGE),
         strategy=Strategy(validate=validation.lease),
+    ),
+    # Create-only and never stored: the answer is computed (apiserver.handlers.tokens).
+    ResourceType(
+        "authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False,
+        verbs=("create",),
+    ),
+    # RBAC (apiserver.strategies.rbac); the authorizer reads them from the watch cache.
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False,
+        columns=(NAME, CREATED_AT), strategy=rbac.CLUSTER_ROLE,
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False,
+        columns=BINDING_COLUMNS, strategy=rbac.CLUSTER_ROLE_BINDING,
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "Role", "roles", True,
+        columns=(NAME, CREATED_AT), strategy=rbac.ROLE,
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True,
+        columns=BINDING_COLUMNS, strategy=rbac.ROLE_BINDING,
+    ),
+    # Create-only and never stored: answered by apiserver.handlers.reviews.
+    ResourceType(
+        "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
+        verbs=("create",),
+    ),
+    ResourceType(
+        "authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+        True, verbs=("create",),
+    ),
+    ResourceType(
+        "authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+        False, verbs=("create",),
+    ),
+    ResourceType(
+        "authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+        False, verbs=("create",),
+    ),
+    ResourceType(
+        "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+        verbs=("create",),
     ),
 )
 

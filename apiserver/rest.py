@@ -21,10 +21,10 @@ import contextlib
 import copy
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -42,13 +42,39 @@ from apiserver.storage.interface import (
 from apiserver.storage.watchcache import WatchCache
 from apiserver.strategies import DeleteOptions
 
+if TYPE_CHECKING:
+    from apiserver.auth.context import RequestContext
+
 Obj = dict[str, Any]
 Patcher = Callable[[ResourceType, Obj, str, Any], Obj]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator alphabet
 _GUARANTEED_UPDATE_ATTEMPTS = 16
 _CACHE_READ_WAIT = 1.0  # seconds a read waits for the watch cache before asking storage
 
-__all__ = ["DeleteOptions", "RestStore", "WriteResult"]
+__all__ = ["CreateAdmission", "DeleteOptions", "RestStore", "WriteAdmission", "WriteResult"]
+
+
+class CreateAdmission(Protocol):
+    """An admission plugin on the create path (kube's mutating + validating admission for
+    CREATE): it runs before the kind's strategy, may change the object, and refuses it by
+    raising a StatusError (e.g. :mod:`apiserver.admission.serviceaccount`)."""
+
+    name: str
+
+    async def admit_create(self, rt: ResourceType, obj: Obj, store: RestStore) -> None: ...
+
+
+class WriteAdmission(Protocol):
+    """A validating admission plugin on every write (kube's validating admission for
+    CREATE, UPDATE and DELETE, e.g. NodeRestriction): it runs after the kind's validation
+    with the request's context, the object as it would be stored (None on DELETE) and
+    the stored one (None on CREATE), and refuses by raising a StatusError."""
+
+    name: str
+
+    async def validate(self, ctx: RequestContext | None, operation: str, rt: ResourceType,
+                       subresource: str | None, new: Obj | None, old: Obj | None, *,
+                       name: str, namespace: str | None, store: RestStore) -> None: ...
 
 
 @dataclass(slots=True)
@@ -109,8 +135,12 @@ class RestStore:
 
     def __init__(self, storage: Storage, registry: Registry, *,
                  service_ips: ClusterIPAllocator, node_ports: NodePortAllocator,
-                 patcher: Patcher, cache: WatchCache | None = None) -> None:
+                 patcher: Patcher, cache: WatchCache | None = None,
+                 admission: Sequence[CreateAdmission] = (),
+                 validating: Sequence[WriteAdmission] = ()) -> None:
         self.storage = storage
+        self.admission = tuple(admission)
+        self.validating = tuple(validating)
         self.cache = cache
         self.registry = registry
         self.service_ips = service_ips
@@ -159,7 +189,7 @@ class RestStore:
     # --- create ----------------------------------------------------------------------
 
     async def create(self, rt: ResourceType, namespace: str | None, obj: Obj, *,
-                     dry_run: bool = False) -> Obj:
+                     dry_run: bool = False, ctx: RequestContext | None = None) -> Obj:
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise status.bad_request("metadata must be an object")
@@ -178,8 +208,13 @@ class RestStore:
             meta["name"] = generate_name(str(meta["generateName"]))
         if meta.get("resourceVersion"):
             raise status.bad_request("resourceVersion should not be set on objects to be created")
+        for plugin in self.admission:
+            await plugin.admit_create(rt, obj, self)
         self._prepare_create(rt, obj)
         self._validate(rt, obj, None)
+        rt.strategy.check_write(ctx, obj, None)
+        await self.admit(ctx, "CREATE", rt, None, obj, None, name=meta["name"],
+                         namespace=meta.get("namespace"))
 
         if dry_run:
             return obj
@@ -227,7 +262,8 @@ class RestStore:
     # --- update and patch -------------------------------------------------------------
 
     async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: Obj, *,
-                     subresource: str | None = None, dry_run: bool = False) -> WriteResult:
+                     subresource: str | None = None, dry_run: bool = False,
+                     ctx: RequestContext | None = None) -> WriteResult:
         """PUT: the object replaces the stored one (status or main resource only)."""
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
@@ -243,16 +279,17 @@ class RestStore:
             if rt.strategy.allow_create_on_update and subresource is None:
                 meta["name"] = name
                 meta.pop("resourceVersion", None)
-                return WriteResult(await self.create(rt, namespace, obj, dry_run=dry_run),
-                                   created=True)
+                return WriteResult(await self.create(rt, namespace, obj, dry_run=dry_run,
+                                                     ctx=ctx), created=True)
             raise status.not_found(rt.group, rt.plural, name)
         return WriteResult(await self._write(rt, key, name, lambda _old: copy.deepcopy(obj),
                                              wanted_rv=wanted_rv, subresource=subresource,
-                                             dry_run=dry_run, first=current))
+                                             dry_run=dry_run, first=current, ctx=ctx))
 
     async def patch(self, rt: ResourceType, namespace: str | None, name: str,
                     patch_type: str, patch: Any, *, subresource: str | None = None,
-                    dry_run: bool = False, patcher: Patcher | None = None) -> Obj:
+                    dry_run: bool = False, patcher: Patcher | None = None,
+                    ctx: RequestContext | None = None) -> Obj:
         key = rt.key(namespace, name)
         current = await self._read(key)
         if current is None:
@@ -272,7 +309,8 @@ class RestStore:
             return new
 
         return await self._write(rt, key, name, mutate, wanted_rv=None, wanted_ref=wanted,
-                                 subresource=subresource, dry_run=dry_run, first=current)
+                                 subresource=subresource, dry_run=dry_run, first=current,
+                                 ctx=ctx)
 
     async def update_with(self, rt: ResourceType, namespace: str | None, name: str,
                           mutate: Callable[[Obj], Obj], *, subresource: str | None = None
@@ -288,7 +326,8 @@ class RestStore:
     async def _write(self, rt: ResourceType, key: str, name: str,
                      mutate: Callable[[Obj], Obj], *, wanted_rv: str | None,
                      subresource: str | None, dry_run: bool, first: KeyValue,
-                     wanted_ref: list[str | None] | None = None) -> Obj:
+                     wanted_ref: list[str | None] | None = None,
+                     ctx: RequestContext | None = None) -> Obj:
         kv: KeyValue | None = first
         for _ in range(_GUARANTEED_UPDATE_ATTEMPTS):
             if kv is None:
@@ -303,7 +342,10 @@ class RestStore:
             # A binding is the one write allowed to set spec.nodeName: it is validated as
             # an object, not against the update rules that forbid users changing the spec.
             self._validate(rt, new, None if subresource == "binding" else old)
-            if new == old:
+            rt.strategy.check_write(ctx, new, old)
+            await self.admit(ctx, "UPDATE", rt, subresource, new, old, name=name,
+                             namespace=old["metadata"].get("namespace"))
+            if new == old and not self.storage.needs_rewrite(key):
                 return old  # no-op: nothing written, resourceVersion unchanged
             if dry_run:
                 return new
@@ -372,7 +414,7 @@ class RestStore:
     # --- delete ----------------------------------------------------------------------
 
     async def delete(self, rt: ResourceType, namespace: str | None, name: str,
-                     options: DeleteOptions) -> Obj:
+                     options: DeleteOptions, *, ctx: RequestContext | None = None) -> Obj:
         rt.strategy.check_delete(name)
         key = rt.key(namespace, name)
         for _ in range(_GUARANTEED_UPDATE_ATTEMPTS):
@@ -382,6 +424,7 @@ class RestStore:
             obj = decode(kv)
             meta = obj["metadata"]
             _check_preconditions(rt, name, meta, options)
+            await self.admit(ctx, "DELETE", rt, None, None, obj, name=name, namespace=namespace)
             grace = rt.strategy.grace_period(obj, options)
             added = _add_propagation_finalizer(meta, options.propagation_policy)
             if not meta.get("finalizers") and grace == 0:
@@ -405,6 +448,15 @@ class RestStore:
             meta["resourceVersion"] = str(stored.mod_revision)
             return obj
         raise status.conflict(rt.group, rt.plural, name, "too many concurrent updates")
+
+    async def admit(self, ctx: RequestContext | None, operation: str, rt: ResourceType,
+                    subresource: str | None, new: Obj | None, old: Obj | None, *,
+                    name: str, namespace: str | None) -> None:
+        """Run the validating admission plugins on one write (also for subresources
+        served outside this store, such as ``serviceaccounts/token``)."""
+        for plugin in self.validating:
+            await plugin.validate(ctx, operation, rt, subresource, new, old, name=name,
+                                  namespace=namespace, store=self)
 
     async def _mark_terminating(self, rt: ResourceType, key: str, obj: Obj, *,
                                 expected: int) -> None:

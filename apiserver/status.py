@@ -10,6 +10,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+# kube-apiserver's field order of a Status (the order of metav1.Status' struct fields).
+STATUS_FIELDS = ("kind", "apiVersion", "metadata", "status", "message", "reason", "details",
+                 "code")
+# Go's encoding/json escapes these inside strings (HTML safety); so does kube's serializer.
+_GO_JSON_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+                    ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def is_status(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("kind") == "Status"
+
+
+def encode_status(status: dict[str, Any]) -> bytes:
+    """A Status body byte for byte as kube-apiserver writes it: compact JSON with the
+    fields in :data:`STATUS_FIELDS` order, Go's HTML escapes, and a trailing newline
+    (some clients compare these strings)."""
+    ordered = {key: status[key] for key in STATUS_FIELDS if key in status}
+    ordered.update((key, value) for key, value in status.items() if key not in ordered)
+    body = orjson.dumps(ordered)
+    for raw, escaped in _GO_JSON_ESCAPES:
+        body = body.replace(raw, escaped)
+    return body + b"\n"
+
 
 class StatusError(Exception):
     """An API failure with its HTTP code, Kubernetes reason and details."""
@@ -30,10 +55,10 @@ class StatusError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details:
             status["details"] = self.details
+        status["code"] = self.code
         return status
 
 

@@ -113,6 +113,10 @@ def start_apiserver(
     data_dir = Path(tempfile.mkdtemp(prefix="keelbench-")) if data_dir is None else data_dir
     port = free_port()
     log_path = data_dir / "apiserver.log"
+    # Without controllers nothing creates a namespace's `default` ServiceAccount, so the
+    # ServiceAccount admission plugin (which would refuse the pods) goes too.
+    if "--disable-controllers" in extra_args and "--disable-admission-plugins" not in extra_args:
+        extra_args = (*extra_args, "--disable-admission-plugins", "ServiceAccount")
     command = [
         str(_KEELSON), "apiserver",
         "--data-dir", str(data_dir),

@@ -40,6 +40,7 @@ class ControllerManagerOptions:
 def default_controllers(options: ControllerManagerOptions) -> list[ControllerFactory]:
     """What the controller manager runs, in start order."""
     # Imported here: the controller modules are only loaded by a process that runs them.
+    from controllers.clusterroleaggregation import ClusterRoleAggregationController
     from controllers.deployment import DeploymentController
     from controllers.endpoints import EndpointsController
     from controllers.endpointslice import EndpointSliceController
@@ -47,6 +48,8 @@ def default_controllers(options: ControllerManagerOptions) -> list[ControllerFac
     from controllers.nodeipam import NodeIpamController
     from controllers.nodelifecycle import NodeLifecycleController
     from controllers.replicaset import ReplicaSetController
+    from controllers.rootcacertpublisher import RootCACertPublisher
+    from controllers.serviceaccounts import ServiceAccountsController
 
     return [
         functools.partial(NodeLifecycleController,
@@ -57,6 +60,9 @@ def default_controllers(options: ControllerManagerOptions) -> list[ControllerFac
         EndpointSliceController,
         EndpointsController,
         GarbageCollector,
+        ClusterRoleAggregationController,
+        ServiceAccountsController,
+        RootCACertPublisher,
     ]
 
 

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_controller_flags(api)
     api.add_argument("--token-auth-file", type=Path, default=None,
                      help="CSV of token,user,uid,\"group1,group2\" for bearer tokens")
+    _add_security_flags(api)
 
     agent = commands.add_parser("agent", help="run the node agent (kubelet loop + proxy)")
     agent.add_argument("--kubeconfig", type=Path, required=True)
@@ -112,6 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _add_security_flags(parser: argparse.ArgumentParser) -> None:
+    """kube-apiserver's flags for encryption at rest, ServiceAccount tokens, admission."""
+    parser.add_argument("--encryption-provider-config", type=Path, default=None,
+                        metavar="FILE", help="EncryptionConfiguration (apiserver.config.k8s.io/"
+                        "v1) naming the resources to encrypt at rest and their providers "
+                        "(aesgcm, aescbc, secretbox, identity)")
+    parser.add_argument("--service-account-signing-key-file", type=Path, default=None,
+                        metavar="FILE", help="RSA private key (PEM) that signs ServiceAccount "
+                        "tokens (default DATA_DIR/pki/sa.key, created at first start)")
+    parser.add_argument("--service-account-key-file", type=Path, action="append", default=[],
+                        metavar="FILE", help="more PEM keys or certificates that verify "
+                        "ServiceAccount tokens, e.g. a previous signing key (repeatable)")
+    parser.add_argument("--service-account-issuer", action="append", default=None,
+                        metavar="URL", help="issuer (iss) of ServiceAccount tokens; the first "
+                        "signs, all are accepted (repeatable; default "
+                        "https://kubernetes.default.svc.cluster.local)")
+    parser.add_argument("--api-audiences", type=_comma_list, default=[], metavar="LIST",
+                        help="audiences a token sent to this server must have, comma-separated "
+                        "(default: the issuers)")
+    parser.add_argument("--service-account-jwks-uri", default="", metavar="URL",
+                        help="jwks_uri in /.well-known/openid-configuration (default "
+                        "https://ADDRESS:PORT/openid/v1/jwks)")
+    parser.add_argument("--disable-admission-plugins", type=_comma_list, default=[],
+                        metavar="LIST", help="admission plugins to turn off, comma-separated "
+                        "(known: ServiceAccount)")
+
+
 def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-cidr", default="10.244.0.0/16",
                         help="the pod network node IPAM divides into node podCIDRs")
@@ -145,7 +177,7 @@ def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def _cmd_apiserver(args: argparse.Namespace) -> None:
-    from apiserver.app import APIServerOptions
+    from apiserver.app import DEFAULT_SERVICE_ACCOUNT_ISSUER, APIServerOptions
     from keelson.controlplane import run_control_plane
 
     controllers = None if args.disable_controllers else _controller_options(args)
@@ -153,7 +185,14 @@ def _cmd_apiserver(args: argparse.Namespace) -> None:
         data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
         storage=args.storage, service_cluster_ip_range=args.service_cluster_ip_range,
         service_node_port_range=args.service_node_port_range,
-        token_auth_file=args.token_auth_file)
+        token_auth_file=args.token_auth_file,
+        encryption_provider_config=args.encryption_provider_config,
+        service_account_signing_key_file=args.service_account_signing_key_file,
+        service_account_key_files=args.service_account_key_file,
+        service_account_issuers=args.service_account_issuer or [DEFAULT_SERVICE_ACCOUNT_ISSUER],
+        api_audiences=args.api_audiences,
+        service_account_jwks_uri=args.service_account_jwks_uri,
+        disable_admission_plugins=args.disable_admission_plugins)
     _run(lambda stop: run_control_plane(options, controllers, stop=stop))
 
 

@@ -35,10 +35,24 @@ OUTPUT = Path(__file__).resolve().parent.parent / "apiserver" / "openapi" / "def
 ROOT_DEFINITIONS = [
     *(
         f"io.k8s.api.core.v1.{kind}{suffix}"
-        for kind in ("Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap")
+        for kind in ("Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap",
+                     "Secret", "ServiceAccount")
         for suffix in ("", "List")
     ),
     "io.k8s.api.core.v1.Binding",
+    "io.k8s.api.authentication.v1.TokenRequest",
+    "io.k8s.api.authentication.v1.TokenReview",
+    "io.k8s.api.authentication.v1.SelfSubjectReview",
+    *(
+        f"io.k8s.api.rbac.v1.{kind}{suffix}"
+        for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+        for suffix in ("", "List")
+    ),
+    *(
+        f"io.k8s.api.authorization.v1.{kind}"
+        for kind in ("SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview",
+                     "LocalSubjectAccessReview")
+    ),
     "io.k8s.api.discovery.v1.EndpointSlice",
     "io.k8s.api.discovery.v1.EndpointSliceList",
     "io.k8s.api.apps.v1.Deployment",
@@ -60,6 +74,9 @@ ROOT_DEFINITIONS = [
 SERVED_GROUP_VERSIONS = {
     ("", "v1"),
     ("apps", "v1"),
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
     ("autoscaling", "v1"),
     ("coordination.k8s.io", "v1"),
     ("discovery.k8s.io", "v1"),

@@ -20,6 +20,17 @@ api/autoscaling/v1 c9323ab5, apimachinery runtime 203d8ac8, util/intstr 009a4a8b
 api/resource 0f9f0907, and apis/meta/v1 from liggitt/kubernetes 6e27d818 (older: the two
 fields added since are in EXTRA_FIELDS). Checked against kubectl v1.37.1: the bodies its
 `create` and `debug --copy-to` commands send decode to its own JSON (tests/unit/test_protobuf.py).
+core/v1 Secret and ServiceAccount and authentication/v1 TokenRequest (with its spec, status and
+BoundObjectReference) were added later with `--extend`, from copies of just those messages
+(kubernetes/api v0.26.0; released field numbers never change), for kubectl's `create secret`,
+`create serviceaccount` and `create token`.
+rbac/v1 (Role, ClusterRole, their bindings), authorization/v1 (the access and rules reviews)
+and authentication/v1 SelfSubjectReview were added the same way, from copies of those
+messages in kubernetes/kubernetes `staging/src/k8s.io/api` (rbac 081ac6b5, authorization
+06120030, authentication 07ef5fd7), for kubectl's `create role|clusterrole|rolebinding|
+clusterrolebinding` and `auth can-i|whoami`. The `extra` maps (SubjectAccessReviewSpec,
+UserInfo) are left out: their ExtraValue is a bare list in JSON, which the table cannot say,
+and kubectl never sends them (a body that does is refused, never misread).
 
 What the .proto text cannot say comes from the Go types (`types.go`) and is written down here:
 which scalar fields are Go pointers (an explicit zero is kept in JSON), which fields are
@@ -54,7 +65,15 @@ OUTPUT = Path(__file__).resolve().parent.parent / "apiserver" / "protobuf" / "fi
 # (DeleteOptions is registered in every group version).
 KINDS = {
     **{f"v1/{kind}": f"core.v1.{kind}" for kind in (
-        "Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap", "Binding")},
+        "Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap", "Binding",
+        "Secret", "ServiceAccount")},
+    "authentication.k8s.io/v1/TokenRequest": "authentication.v1.TokenRequest",
+    "authentication.k8s.io/v1/SelfSubjectReview": "authentication.v1.SelfSubjectReview",
+    **{f"rbac.authorization.k8s.io/v1/{kind}": f"rbac.v1.{kind}" for kind in (
+        "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+    **{f"authorization.k8s.io/v1/{kind}": f"authorization.v1.{kind}" for kind in (
+        "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview",
+        "LocalSubjectAccessReview")},
     "discovery.k8s.io/v1/EndpointSlice": "discovery.v1.EndpointSlice",
     "apps/v1/Deployment": "apps.v1.Deployment",
     "apps/v1/ReplicaSet": "apps.v1.ReplicaSet",
@@ -124,10 +143,12 @@ POINTER_FIELDS = {
     "core.v1.SeccompProfile": "localhostProfile",
     "core.v1.SecretEnvSource": "optional",
     "core.v1.SecretKeySelector": "optional",
+    "core.v1.Secret": "immutable",
     "core.v1.SecretProjection": "optional",
     "core.v1.SecretVolumeSource": "defaultMode optional",
     "core.v1.SecurityContext": "privileged runAsUser runAsGroup runAsNonRoot "
                                "readOnlyRootFilesystem allowPrivilegeEscalation procMount",
+    "core.v1.ServiceAccount": "automountServiceAccountToken",
     "core.v1.ServiceAccountTokenProjection": "expirationSeconds",
     "core.v1.ServicePort": "appProtocol",
     "core.v1.ServiceSpec": "ipFamilyPolicy allocateLoadBalancerNodePorts loadBalancerClass "
@@ -155,7 +176,11 @@ POINTER_FIELDS = {
     "apis.meta.v1.DeleteOptions": "gracePeriodSeconds orphanDependents propagationPolicy "
                                   "ignoreStoreReadErrorWithClusterBreakingPotential",
     "apis.meta.v1.Preconditions": "uid resourceVersion",
+    "authentication.v1.TokenRequestSpec": "expirationSeconds",
 }
+
+# Fields whose proto name is not their JSON name (Go's `json:` tag differs from `name=`).
+JSON_NAMES = {"authentication.v1.BoundObjectReference": {"uID": "uid"}}
 
 # Embedded Go structs (`json:",inline"`): their fields appear directly in the parent object.
 INLINE_FIELDS = {
@@ -261,19 +286,29 @@ def _field(match: re.Match[str], package: str, comment: list[str]) -> Field:
                  "+optional" in notes)
 
 
-def build_table(messages: dict[str, list[Field]]) -> dict[str, dict[str, list[str]]]:
+def build_table(messages: dict[str, list[Field]], *,
+                existing: dict[str, dict[str, list[str]]] | None = None
+                ) -> dict[str, dict[str, list[str]]]:
+    """The table of every message reachable from KINDS; with ``existing`` (``--extend``),
+    messages already in it are kept as they are and only new ones come from the inputs."""
     for message, number, name, type_name, label, optional in EXTRA_FIELDS:
-        messages[message].append(Field(number, name, type_name, label, optional))
+        if existing is None or message in messages:
+            messages[message].append(Field(number, name, type_name, label, optional))
     for message, fields in EXTRA_MESSAGES.items():
         messages[message] = [Field(*field) for field in fields]
     missing = SPECIAL - messages.keys()
-    if missing:
+    if missing and existing is None:
         raise ValueError(f"special messages missing from the inputs: {sorted(missing)}")
     table: dict[str, dict[str, list[str]]] = {}
     queue = deque(KINDS.values())
     while queue:
         name = queue.popleft()
         if name in table or name in SPECIAL:
+            continue
+        if existing is not None and name in existing:
+            table[name] = existing[name]
+            queue.extend(entry[1] for entry in existing[name].values()
+                         if entry[1] not in SCALARS)
             continue
         if name not in messages:
             raise ValueError(f"message {name} is referenced but not in the inputs")
@@ -295,7 +330,8 @@ def _entry(message: str, field: Field) -> list[str]:
         flags += "i"
     if field.name in OMITZERO_FIELDS.get(message, "").split():
         flags += "z"
-    return [field.name, field.type, field.label, flags]
+    return [JSON_NAMES.get(message, {}).get(field.name, field.name), field.type, field.label,
+            flags]
 
 
 def _check_overrides(table: dict[str, dict[str, list[str]]]) -> None:
@@ -322,12 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("protos", nargs="+", type=Path, help="generated.proto files")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--extend", action="store_true",
+                        help="keep the messages already in --output; read only new kinds' "
+                        "messages from the inputs (copies of just those messages will do)")
     args = parser.parse_args(argv)
     messages: dict[str, list[Field]] = {}
     try:
+        existing = json.loads(args.output.read_text())["messages"] if args.extend else None
         for path in args.protos:
             messages.update(parse_proto(path.read_text()))
-        table = build_table(messages)
+        table = build_table(messages, existing=existing)
     except (KeyError, ValueError) as exc:
         print(f"gen_protobuf: {exc}", file=sys.stderr)
         return 1

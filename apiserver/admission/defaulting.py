@@ -85,10 +85,22 @@ def _requests_from_limits(container: Obj) -> None:
             requests.setdefault(name, value)
 
 
+def service_account_alias(spec: Obj) -> None:
+    """``serviceAccount`` is the deprecated alias of ``serviceAccountName``: read it when the
+    name is unset, and always show both (kube's v1 conversion of PodSpec)."""
+    if not isinstance(spec, dict):
+        return
+    if not spec.get("serviceAccountName") and spec.get("serviceAccount"):
+        spec["serviceAccountName"] = spec["serviceAccount"]
+    if spec.get("serviceAccountName"):
+        spec["serviceAccount"] = spec["serviceAccountName"]
+
+
 def pod(obj: Obj) -> None:
     spec = obj.get("spec")
     pod_spec(spec)
     if isinstance(spec, dict):
+        service_account_alias(spec)
         for key in ("initContainers", "containers"):
             for container in spec.get(key) or []:
                 _requests_from_limits(container)

@@ -339,6 +339,7 @@ def _pod_spec_for_compare(spec: Obj) -> Obj:
     spec = dict(spec)
     for key in _POD_MUTABLE:
         spec.pop(key, None)
+    spec.pop("serviceAccount", None)  # the deprecated alias, defaulted from the name
     for key in ("containers", "initContainers"):
         spec[key] = [{k: v for k, v in c.items() if k != "image"} for c in spec.get(key) or []
                      if isinstance(c, dict)]

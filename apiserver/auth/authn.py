@@ -2,8 +2,10 @@
 
 Why: kubectl and the node agent present a client certificate signed by the cluster CA
 (CN = user name, O = groups); scripts and test clients may use a static bearer token from
-a ``--token-auth-file``-style CSV. The first authenticator that recognises the request
-wins, in that order, as in kube-apiserver's union authenticator.
+a ``--token-auth-file``-style CSV; pods present ServiceAccount tokens (signed JWTs, checked
+by a :class:`TokenAuthenticator` such as :mod:`apiserver.auth.tokens`). The first
+authenticator that recognises the request wins, in that order, as in kube-apiserver's
+union authenticator; a bearer token nobody accepts is a 401.
 
 Invariants:
 - A certificate counts only when the TLS layer verified it against the CA (the server
@@ -18,11 +20,15 @@ from __future__ import annotations
 
 import csv
 import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
+
+from apiserver.status import encode_status
 
 AUTHENTICATED_GROUP = "system:authenticated"
 DEFAULT_PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
@@ -53,35 +59,84 @@ class UserInfo:
 USER = web.RequestKey("user", UserInfo)
 """Where the middleware leaves the authenticated user on the request."""
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A bearer token's user, with kube's user ``extra`` and the audiences it is valid for."""
+
+    user: UserInfo
+    audiences: tuple[str, ...] = ()
+    extra: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+class InvalidTokenError(Exception):
+    """The token is one the authenticator issues, but it is not (or no longer) valid."""
+
+
+class TokenAuthenticator(Protocol):
+    def authenticate_token(self, token: str, audiences: Sequence[str] | None = None
+                           ) -> TokenResponse | None:
+        """The token's user; None when the token is not one of ours; raise
+        :class:`InvalidTokenError` (one line saying why) when it is ours but invalid.
+        ``audiences`` are the ones the caller targets (default: the API's)."""
+
 
 class Authenticator:
     """Authenticates a request by its verified client certificate or its bearer token."""
 
-    def __init__(self, *, token_file: Path | None = None) -> None:
+    def __init__(self, *, token_file: Path | None = None,
+                 token_authenticators: Sequence[TokenAuthenticator] = ()) -> None:
         self._tokens: dict[str, UserInfo] = (
             load_token_file(token_file) if token_file is not None else {}
         )
+        self._token_authenticators = tuple(token_authenticators)
 
     def authenticate(self, request: web.Request) -> UserInfo | None:
         """The caller's identity, or ``None`` when no credential is recognised."""
         user = _user_from_client_cert(request) or self._user_from_bearer_token(request)
-        if user is None:
-            return None
-        if AUTHENTICATED_GROUP in user.groups:
-            return user
-        return UserInfo(name=user.name, groups=(*user.groups, AUTHENTICATED_GROUP),
-                        uid=user.uid)
+        return None if user is None else _authenticated(user)
 
     def _user_from_bearer_token(self, request: web.Request) -> UserInfo | None:
         scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
+        try:
+            return self.authenticate_token(token).user
+        except InvalidTokenError as error:
+            log.info("unable to authenticate the request: %s", error)
+            return None
+
+    def authenticate_token(self, token: str, audiences: Sequence[str] | None = None
+                           ) -> TokenResponse:
+        """Who a bearer token belongs to (requests and TokenReview alike).
+
+        Raises :class:`InvalidTokenError` with the reasons when no authenticator accepts it.
+        """
         # Constant-time comparison: a timing difference must not reveal a token's prefix.
         for known, user in self._tokens.items():
             if hmac.compare_digest(known.encode(), token.encode()):
-                return user
-        return None
+                return TokenResponse(_authenticated(user), tuple(audiences or ()))
+        reasons = ["invalid bearer token"]
+        for authenticator in self._token_authenticators:
+            try:
+                response = authenticator.authenticate_token(token, audiences)
+            except InvalidTokenError as error:
+                reasons.append(str(error))
+                continue
+            if response is not None:
+                return response
+        raise InvalidTokenError(reasons[0] if len(reasons) == 1
+                                else f"[{', '.join(reasons)}]")
+
+
+def _authenticated(user: UserInfo) -> UserInfo:
+    """Every authenticated user is also in ``system:authenticated``."""
+    if AUTHENTICATED_GROUP in user.groups:
+        return user
+    return UserInfo(name=user.name, groups=(*user.groups, AUTHENTICATED_GROUP), uid=user.uid)
 
 
 def load_token_file(path: Path) -> dict[str, UserInfo]:
@@ -117,7 +172,8 @@ def auth_middleware(authenticator: Authenticator, *,
         if user is not None:
             request[USER] = user
         elif not _is_public(request.path, public_paths):
-            return web.json_response(UNAUTHORIZED_STATUS, status=401)
+            return web.Response(body=encode_status(UNAUTHORIZED_STATUS), status=401,
+                                content_type="application/json")
         return await handler(request)
 
     return middleware

@@ -279,6 +279,8 @@ CONTROLLER_MANAGER_NEEDS: dict[str, list[Rule]] = {
         rule(["get", "create", "update", "delete"], [CORE], ["secrets"]),
         rule(["get"], [CORE], ["configmaps"]),
     ],
+    # kube's root-ca-cert-publisher: kube-root-ca.crt in every namespace.
+    "root-ca-cert-publisher": [rule(["create", "update"], [CORE], ["configmaps"])],
     "daemonset": [
         rule(["get", "update"], [APPS, EXTENSIONS], ["daemonsets"]),
         rule(["update"], [APPS, EXTENSIONS], ["daemonsets/status", "daemonsets/finalizers"]),
@@ -556,3 +558,22 @@ def reconcile(existing: Obj | None, wanted: Obj) -> Obj | None:
 def bootstrap_objects() -> list[Obj]:
     """Every bootstrap object, roles before the bindings that name them."""
     return [*cluster_roles(), *cluster_role_bindings()]
+
+
+# --- keelson's own additions --------------------------------------------------------------
+
+NODE_PROXIER_BINDING = "keelson:node-proxier"
+
+
+def keelson_cluster_role_bindings() -> list[Obj]:
+    """Bindings kube does not have, because keelson runs differently.
+
+    ``keelson:node-proxier`` binds ``system:node-proxier`` to the group ``system:nodes``:
+    kube-proxy runs with its own ``system:kube-proxy`` credential, but keelson's node
+    daemon runs the service proxy in-process with the node's credential, and the Node
+    authorizer's rules do not include listing and watching EndpointSlices (a kubelet
+    never needs them). The role grants only reads of Services, Endpoints, EndpointSlices
+    and Nodes, and events: nothing a node could use to reach another node's Secrets.
+    """
+    return [cluster_role_binding("system:node-proxier", groups=["system:nodes"],
+                                 name=NODE_PROXIER_BINDING)]

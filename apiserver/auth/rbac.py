@@ -401,6 +401,8 @@ class RBACAuthorizer:
 
     def __init__(self, source: RbacSource) -> None:
         self.source = source
+        # Asked once: a runtime-checkable Protocol isinstance costs microseconds per call.
+        self._indexed = isinstance(source, SubjectIndexedSource)
 
     # --- resolving ---------------------------------------------------------------------
 
@@ -423,7 +425,7 @@ class RBACAuthorizer:
 
     def _bindings(self, user: UserInfo, namespace: str) -> Iterator[tuple[Obj, str]]:
         """(binding, binding namespace) that name the user: cluster-wide first."""
-        if isinstance(self.source, SubjectIndexedSource):
+        if self._indexed:
             yield from ((b, "") for b in self.source.cluster_role_bindings_for(user))
             if namespace:
                 yield from ((b, namespace) for b in self.source.role_bindings_for(user, namespace))

@@ -185,8 +185,9 @@ async def read_object(request: web.Request) -> dict[str, Any]:
 
 def json_response(value: Any, *, code: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=code, content_type=JSON,
-                        headers=headers)
+    """``value`` as JSON; a ``Status`` is written byte-compatible with kube-apiserver."""
+    body = status.encode_status(value) if status.is_status(value) else orjson.dumps(value)
+    return web.Response(body=body, status=code, content_type=JSON, headers=headers)
 
 
 def raw_json_response(body: bytes, *, code: int = 200) -> web.Response:

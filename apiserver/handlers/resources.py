@@ -16,7 +16,7 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -26,6 +26,7 @@ from aiohttp import web
 from apiclient.labels import INITIAL_EVENTS_END_ANNOTATION
 from apiclient.selectors import SelectorError, parse_field_selector, parse_label_selector
 from apiserver import openapi, status
+from apiserver.auth.filters import CONTEXT
 from apiserver.handlers import request as req
 from apiserver.handlers import subresources, table
 from apiserver.handlers.request import RequestInfo
@@ -50,7 +51,9 @@ class ResourceHandler:
 
     def __init__(self, *, registry: Registry, store: RestStore, cache: WatchCache,
                  metrics: APIServerMetrics, kubelet_client: subresources.KubeletClient,
-                 bookmark_interval: float = BOOKMARK_INTERVAL) -> None:
+                 bookmark_interval: float = BOOKMARK_INTERVAL,
+                 resource_routes: Mapping[tuple[str, str, str | None, str], Route]
+                 | None = None) -> None:
         self.registry = registry
         self.store = store
         self.cache = cache
@@ -77,12 +80,17 @@ class ResourceHandler:
             ("scale", "patch"): partial(subresources.update_scale, store),
             ("log", "get"): partial(subresources.logs, store, kubelet=kubelet_client),
         }
+        # (group, plural, subresource, verb) -> handler of one resource's own (e.g. the
+        # computed, never stored TokenReview and serviceaccounts/token); these win.
+        self._resource_routes = dict(resource_routes or {})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info = req.parse(request, self.registry)
         request[req.INFO] = info
-        route = self._routes.get((info.subresource, info.verb))
-        if route is None:
+        rt = info.resource
+        route = self._resource_routes.get((rt.group, rt.plural, info.subresource, info.verb)) \
+            or self._routes.get((info.subresource, info.verb))
+        if route is None or (info.subresource is None and info.verb not in rt.verbs):
             raise status.method_not_allowed(request.method)
         return await route(request, info)
 
@@ -236,7 +244,9 @@ class ResourceHandler:
                      *, api_version: str | None = None) -> list[str]:
         """Type errors are 400; unknown fields are 400 under Strict, warnings otherwise."""
         api_version = api_version or rt.group_version
-        type_errors = openapi.find_type_errors(api_version, rt.kind, obj)
+        # A strategy that reports type errors itself answers 422 with field paths (RBAC).
+        type_errors = [] if rt.strategy.validates_types else \
+            openapi.find_type_errors(api_version, rt.kind, obj)
         if type_errors:
             details = "; ".join(f"{path}: {message}" for path, message in type_errors)
             raise status.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled '
@@ -269,7 +279,7 @@ class ResourceHandler:
         self._check_type_meta(rt, obj)
         warnings = self.check_fields(request, rt, obj)
         created = await self.store.create(rt, info.namespace, obj,
-                                          dry_run=_dry_run(request))
+                                          dry_run=_dry_run(request), ctx=request.get(CONTEXT))
         return self.respond_object(request, rt, created, code=201, warnings=warnings)
 
     async def update(self, request: web.Request, info: RequestInfo, *,
@@ -281,7 +291,8 @@ class ResourceHandler:
         self._check_type_meta(rt, obj)
         warnings = self.check_fields(request, rt, obj)
         result = await self.store.update(rt, info.namespace, info.name, obj,
-                                         subresource=subresource, dry_run=_dry_run(request))
+                                         subresource=subresource, dry_run=_dry_run(request),
+                                         ctx=request.get(CONTEXT))
         return self.respond_object(request, rt, result.obj, code=201 if result.created else 200,
                                    warnings=warnings)
 
@@ -300,13 +311,14 @@ class ResourceHandler:
 
         obj = await self.store.patch(rt, info.namespace, info.name, patch_type, patch,
                                      subresource=subresource, dry_run=_dry_run(request),
-                                     patcher=checked_patch)
+                                     patcher=checked_patch, ctx=request.get(CONTEXT))
         return self.respond_object(request, rt, obj, warnings=warnings)
 
     async def delete(self, request: web.Request, info: RequestInfo) -> web.Response:
         assert info.name is not None
         options = await _delete_options(request)
-        obj = await self.store.delete(info.resource, info.namespace, info.name, options)
+        obj = await self.store.delete(info.resource, info.namespace, info.name, options,
+                                      ctx=request.get(CONTEXT))
         return req.json_response(obj)
 
     async def delete_collection(self, request: web.Request, info: RequestInfo
@@ -320,7 +332,7 @@ class ResourceHandler:
         for cached in objects:
             try:
                 deleted.append(await self.store.delete(rt, cached.namespace or None, cached.name,
-                                                       options))
+                                                       options, ctx=request.get(CONTEXT)))
             except status.StatusError as exc:
                 if exc.code != 404:
                     raise

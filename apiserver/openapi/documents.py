@@ -180,7 +180,8 @@ def _resource_paths(flavor: _Flavor, resource: Resource) -> dict[str, dict[str, 
     item = f"{collection}/{{name}}"
     scope_names = ["namespace"] if resource.namespaced else []
     ok = flavor.response(flavor.ref(definition), JSON_TYPES)
-    ok_list = flavor.response(flavor.ref(list_definition), JSON_TYPES)
+    # A create-only kind (TokenReview) has no list kind; its list operations are dropped.
+    ok_list = flavor.response(flavor.ref(list_definition or definition), JSON_TYPES)
     ok_status = flavor.response(flavor.ref(STATUS), JSON_TYPES)
     ok_watch = flavor.response(flavor.ref(WATCH_EVENT), WATCH_TYPES)
 
@@ -274,11 +275,32 @@ def _resource_paths(flavor: _Flavor, resource: Resource) -> dict[str, dict[str, 
             ),
             "parameters": _path_parameters(flavor, []),
         }
+    paths = _only_served_verbs(paths, resource.verbs)
     for subresource in resource.subresources:
         paths[f"{item}/{subresource.name}"] = _subresource_path(
             flavor, subresource, op=op, scope_kind=scope + kind, names=[*scope_names, "name"]
         )
     return paths
+
+
+# x-kubernetes-action -> the discovery verb it needs.
+_ACTION_VERBS = {"list": "list", "post": "create", "deletecollection": "deletecollection",
+                 "get": "get", "put": "update", "patch": "patch", "delete": "delete",
+                 "watchlist": "watch", "watch": "watch"}
+
+
+def _only_served_verbs(paths: dict[str, dict[str, Any]], verbs: tuple[str, ...]
+                       ) -> dict[str, dict[str, Any]]:
+    """Drop the operations of verbs the resource does not serve (TokenReview: create
+    only), and the paths left without any."""
+    kept: dict[str, dict[str, Any]] = {}
+    for path, item in paths.items():
+        operations = {method: operation for method, operation in item.items()
+                      if method == "parameters"
+                      or _ACTION_VERBS[operation["x-kubernetes-action"]] in verbs}
+        if len(operations) > 1:
+            kept[path] = operations
+    return kept
 
 
 def _subresource_path(

@@ -30,6 +30,7 @@ class Resource:
     kind: str
     namespaced: bool
     subresources: tuple[Subresource, ...] = ()
+    verbs: tuple[str, ...] = ()  # the discovery verbs of the resource itself
 
     @property
     def group_version_path(self) -> str:
@@ -44,6 +45,6 @@ RESOURCES: tuple[Resource, ...] = tuple(
     Resource(rt.group, rt.version, rt.plural, rt.kind, rt.namespaced, tuple(
         Subresource(sub, *subresource_kind(rt, sub),
                     tuple(_OPERATIONS[verb] for verb in SUBRESOURCE_VERBS[sub]))
-        for sub in sorted(rt.subresources)))
+        for sub in sorted(rt.subresources)), rt.verbs)
     for rt in registry.RESOURCES
 )

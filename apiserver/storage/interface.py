@@ -155,3 +155,9 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
         """Forget history at or below ``revision`` (current values are always kept)."""
+
+    def needs_rewrite(self, key: str) -> bool:
+        """True when the stored value of ``key`` must be written again even by an update
+        that changes nothing: it is encrypted with a key that is no longer the first one
+        (see :mod:`apiserver.storage.transforming`). Plain backends never need it."""
+        return False

@@ -21,6 +21,9 @@ Invariants:
   and the client resumes from ``Watcher.revision`` or relists).
 - When the storage watch reports compaction (the cache fell behind), the cache relists and
   closes every watcher, because their event streams cannot be continued exactly.
+- A :class:`ChangeListener` registered on a resource prefix (the authorizers' indexes) is
+  called synchronously in the step that applies a change, and reset with every object
+  after each (re)list: whatever it derives is never behind what lists and watches serve.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -79,6 +83,17 @@ class TooOldResourceVersionError(Exception):
         super().__init__(f"too old resource version: {requested} ({oldest})")
         self.requested = requested
         self.oldest = oldest
+
+
+class ChangeListener(Protocol):
+    """Something kept in step with one resource of the cache (see :meth:`WatchCache.listen`)."""
+
+    def reset(self, objects: list[CachedObject]) -> None:
+        """Forget everything: these are all the objects now (after a list or relist)."""
+
+    def changed(self, type: str, obj: CachedObject, prev: CachedObject | None) -> None:
+        """One applied change: ``ADDED``, ``MODIFIED`` or ``DELETED`` (``obj`` is then the
+        last state); ``prev`` is the state it replaced."""
 
 
 class CacheNotReadyError(Exception):
@@ -224,6 +239,7 @@ class WatchCache:
         self._revision_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        self._listeners: dict[str, list[ChangeListener]] = {}
 
     def _new_resource(self, prefix: str, window_start: int) -> _Resource:
         return _Resource(prefix, collections.deque(maxlen=self._window_size),
@@ -246,6 +262,30 @@ class WatchCache:
 
     async def wait_until_ready(self) -> None:
         await self._ready.wait()
+
+    def listen(self, prefix: str, listener: ChangeListener) -> None:
+        """Keep ``listener`` in step with the resource at ``prefix`` (one of the cache's
+        prefixes): reset now when the cache is loaded, then called on every change."""
+        if prefix not in self._resources:
+            raise ValueError(f"{prefix!r} is not a resource prefix of this watch cache")
+        self._listeners.setdefault(prefix, []).append(listener)
+        if self._ready.is_set():
+            self._reset_listener(listener, self._resources[prefix])
+
+    @staticmethod
+    def _reset_listener(listener: ChangeListener, resource: _Resource) -> None:
+        try:
+            listener.reset([resource.objects[key] for key in resource.keys])
+        except Exception:
+            log.exception("a watch cache listener on %s failed to reset", resource.prefix)
+
+    def _notify(self, prefix: str, change: _Change) -> None:
+        for listener in self._listeners.get(prefix, ()):
+            try:
+                listener.changed(change.type, change.obj, change.prev)
+            except Exception:
+                log.exception("a watch cache listener on %s failed on %s", prefix,
+                              change.obj.key)
 
     @property
     def revision(self) -> int:
@@ -313,6 +353,9 @@ class WatchCache:
         for resource in resources.values():
             resource.keys = sorted(resource.objects)
         self._resources = resources
+        for prefix, listeners in self._listeners.items():
+            for listener in listeners:
+                self._reset_listener(listener, resources[prefix])
         self._advance(result.revision)
         self._ready.set()
 
@@ -347,6 +390,7 @@ class WatchCache:
             change = self._change_for(resource, prefix, event)
             if change is not None:
                 resource.record(change)
+                self._notify(prefix, change)
                 for watcher in tuple(resource.watchers):
                     watcher.offer(change)
         self._advance(event.revision)

@@ -63,7 +63,11 @@ class ApiServer:
     env: dict[str, str] = field(default_factory=dict)
     # Tests run the controllers they test themselves; the full set runs only where a
     # test asks for it (controllers=True), so areas do not race each other's loops.
+    # Without controllers nothing creates a namespace's `default` ServiceAccount, so the
+    # ServiceAccount admission plugin is turned off too (as kube's integration tests do),
+    # unless `args` say otherwise (`--disable-admission-plugins ""` turns it back on).
     controllers: bool = False
+    args: tuple[str, ...] = ()  # more `keelson apiserver` flags
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,7 +84,7 @@ class ApiServer:
         self.process = subprocess.Popen(
             [str(KEELSON), "apiserver", "--data-dir", str(self.data_dir), "--bind-address",
              "127.0.0.1", "--secure-port", str(self.port),
-             *(() if self.controllers else ("--disable-controllers",))],
+             *self._default_flags(), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -98,6 +102,13 @@ class ApiServer:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"keelson apiserver not ready in {READY_TIMEOUT}s: {self.log_tail()}")
+
+    def _default_flags(self) -> tuple[str, ...]:
+        if self.controllers:
+            return ()
+        if "--disable-admission-plugins" in self.args:
+            return ("--disable-controllers",)
+        return ("--disable-controllers", "--disable-admission-plugins", "ServiceAccount")
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -144,9 +155,33 @@ class ApiServer:
         except orjson.JSONDecodeError:
             return code, resp_headers, raw
 
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig with a client certificate for ``user`` in ``groups``, issued by
+        this server's CA (the way a cluster admin hands out credentials)."""
+        from apiserver.auth import pki
+
+        pki_dir = self.data_dir / "pki"
+        authority = pki.PKI(ca_cert=pki_dir / "ca.crt", ca_key=pki_dir / "ca.key",
+                            serving_cert=pki_dir / "apiserver.crt",
+                            serving_key=pki_dir / "apiserver.key",
+                            admin_cert=pki_dir / "admin.crt", admin_key=pki_dir / "admin.key")
+        cert, key = pki.issue_client_cert(authority, common_name=user, groups=list(groups))
+        path = self.data_dir / f"user-{user.replace(':', '_')}.kubeconfig"
+        pki.write_kubeconfig(path, server=self.url, ca_pem=authority.ca_cert.read_bytes(),
+                             cert_pem=cert, key_pem=key, user=user)
+        return path
+
+    def node_kubeconfig(self, node_name: str) -> Path:
+        """A kubelet's credentials for ``node_name``: a client certificate for
+        ``system:node:<name>`` in group ``system:nodes``, issued by this server's CA."""
+        return self.user_kubeconfig(f"system:node:{node_name}", ("system:nodes",))
+
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
+                timeout: float = 30.0, kubeconfig: Path | None = None
+                ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as the admin, or with another ``kubeconfig``."""
+        config = kubeconfig or self.kubeconfig
+        result = subprocess.run([str(KUBECTL), "--kubeconfig", str(config), *args],
                                 input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
@@ -156,9 +191,10 @@ class ApiServer:
 
 @contextlib.contextmanager
 def running_apiserver(data_dir: Path, *, env: dict[str, str] | None = None,
-                      controllers: bool = False) -> Iterator[ApiServer]:
+                      controllers: bool = False, args: tuple[str, ...] = ()
+                      ) -> Iterator[ApiServer]:
     server = ApiServer(data_dir=data_dir, port=free_port(), env=env or {},
-                       controllers=controllers)
+                       controllers=controllers, args=tuple(args))
     try:
         server.start()
         yield server

@@ -28,9 +28,12 @@ from apiserver.patch import apply_strategic_merge_patch
 
 SERVED_KINDS = [
     ("v1", kind)
-    for kind in ("Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap")
+    for kind in ("Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ConfigMap",
+                 "Secret", "ServiceAccount")
 ] + [
     ("v1", "Binding"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
+    ("authentication.k8s.io/v1", "TokenReview"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
@@ -43,13 +46,17 @@ SERVED_KINDS = [
 LIST_KINDS = [
     (api_version, kind + "List")
     for api_version, kind in SERVED_KINDS
-    if kind not in ("Binding", "Scale", "Status", "DeleteOptions", "WatchEvent")
+    if kind not in ("Binding", "Scale", "Status", "DeleteOptions", "WatchEvent", "TokenRequest",
+                    "TokenReview")
 ]
 GROUP_VERSIONS = [
     "api/v1",
     "apis/apps/v1",
+    "apis/authentication.k8s.io/v1",
+    "apis/authorization.k8s.io/v1",
     "apis/coordination.k8s.io/v1",
     "apis/discovery.k8s.io/v1",
+    "apis/rbac.authorization.k8s.io/v1",
 ]
 REQUIRED_PATHS = {
     "api/v1": [
@@ -69,6 +76,24 @@ REQUIRED_PATHS = {
         "/api/v1/namespaces/{namespace}/endpoints/{name}",
         "/api/v1/namespaces/{namespace}/events/{name}",
         "/api/v1/namespaces/{namespace}/configmaps/{name}",
+        "/api/v1/namespaces/{namespace}/secrets/{name}",
+        "/api/v1/namespaces/{namespace}/serviceaccounts/{name}",
+        "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+    ],
+    # TokenReview and SelfSubjectReview are create-only: one path, one POST each.
+    "apis/authentication.k8s.io/v1": ["/apis/authentication.k8s.io/v1/tokenreviews",
+                                      "/apis/authentication.k8s.io/v1/selfsubjectreviews"],
+    "apis/authorization.k8s.io/v1": [
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews",
+    ],
+    "apis/rbac.authorization.k8s.io/v1": [
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings/{name}",
     ],
     "apis/apps/v1": [
         f"/apis/apps/v1/namespaces/{{namespace}}/{plural}{suffix}"
@@ -122,7 +147,7 @@ def test_every_served_kind_has_a_schema_with_its_gvk(api_version: str, kind: str
 
 def test_unknown_kind_has_no_schema() -> None:
     assert schema_for("example.com/v1", "Widget") is None
-    assert schema_for("v1", "Secret") is None
+    assert schema_for("v1", "PersistentVolume") is None
 
 
 @pytest.mark.parametrize(
@@ -223,7 +248,9 @@ def test_v3_document_has_paths_operations_and_resolvable_refs(group_version: str
                 }
 
 
-@pytest.mark.parametrize("group_version", GROUP_VERSIONS)
+@pytest.mark.parametrize("group_version", [gv for gv in GROUP_VERSIONS
+                                           if gv not in ("apis/authentication.k8s.io/v1",
+                                                         "apis/authorization.k8s.io/v1")])
 def test_every_patch_operation_accepts_field_validation(group_version: str) -> None:
     for document, name_of in (
         (v3(group_version), lambda p: p["name"]),
@@ -598,3 +625,16 @@ async def test_kubectl_apply_patch_is_built_from_our_schema(stub_apiserver, tmp_
     )
     result["metadata"].pop("annotations")
     assert result == desired
+
+
+def test_create_only_kinds_document_only_their_post() -> None:
+    document = v3("apis/authentication.k8s.io/v1")
+    assert sorted(document["paths"]) == ["/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                         "/apis/authentication.k8s.io/v1/tokenreviews"]
+    item = document["paths"]["/apis/authentication.k8s.io/v1/tokenreviews"]
+    assert set(item) == {"post", "parameters"}
+    assert item["post"]["operationId"] == "createAuthenticationV1TokenReview"
+    token = v3("api/v1")["paths"]["/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"]
+    assert set(token) == {"post", "parameters"}
+    assert token["post"]["x-kubernetes-group-version-kind"] == gvk_of(
+        "authentication.k8s.io/v1", "TokenRequest")

@@ -85,6 +85,18 @@ KUBECTL_COMMANDS = [
     ["create", "service", "clusterip", "kt-named", "--tcp=80:http", "--tcp=443:8443"],
     ["create", "service", "clusterip", "kt-headless", "--clusterip=None"],
     ["create", "service", "nodeport", "kt-np", "--tcp=80:8080"],
+    ["create", "secret", "generic", "kt-sec", "--from-literal=a=b",
+     "--from-file=blob={binary_file}"],
+    [
+        "create",
+        "secret",
+        "docker-registry",
+        "kt-reg",
+        "--docker-server=registry.example",
+        "--docker-username=me",
+        "--docker-password=pw",
+    ],
+    ["create", "serviceaccount", "kt-sa"],
 ]
 
 
@@ -323,6 +335,21 @@ def test_time_drops_nanoseconds_and_managed_fields_keep_raw_json():
     ]
 
 
+def test_token_request_as_kubectl_create_token_sends_it():
+    """TokenRequest's BoundObjectReference calls its uid field ``uID`` in the .proto."""
+    bound = text(1, "Pod") + text(2, "v1") + text(3, "web") + text(4, "1234")
+    spec = text(1, "https://kubernetes.default.svc") + raw(3, bound) + num(4, 600)
+    body = envelope("authentication.k8s.io/v1", "TokenRequest",
+                    raw(1, raw(8, b"")) + raw(2, spec) + raw(3, b""))
+    assert decode_object(body) == {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {},
+        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 600,
+                 "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web",
+                                    "uid": "1234"}},
+        "status": {},
+    }
+
+
 def test_endpointslice_conditions_false_are_kept():
     endpoint = text(1, "10.244.0.5") + raw(2, num(1, 0) + num(2, 1) + num(3, 0)) + text(6, "n1")
     port = text(1, "") + text(2, "TCP") + num(3, 8080)
@@ -382,7 +409,7 @@ def test_scale_keeps_required_zero_status_replicas():
         (b'{"kind": "Namespace"}', "k8s\\x00 prefix"),
         (envelope("v1", "Namespace", meta("x") + num(99, 1)), "field number 99"),
         (envelope("v1", "Namespace", meta("x", num(42, 7))), "metadata: field number 42"),
-        (envelope("v1", "Secret", meta("x")), "kind 'Secret'"),
+        (envelope("v1", "PersistentVolume", meta("x")), "kind 'PersistentVolume'"),
         (envelope("v1", "Namespace", meta("x"))[:-9], "claims"),
         (envelope("v1", "Namespace", raw(1, raw(1, b"\xff\xfe"))), "not valid UTF-8"),
         (envelope("v1", "Namespace", num(1, 5)), "wire type 0"),

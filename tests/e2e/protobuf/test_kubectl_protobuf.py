@@ -110,3 +110,37 @@ def test_malformed_protobuf_is_a_bad_request(apiserver: ApiServer, namespace: st
     assert body["kind"] == "Status"
     assert body["reason"] == "BadRequest"
     assert body["message"]
+
+
+def test_create_rbac_objects(apiserver: ApiServer, namespace: str):
+    name = unique("reader")
+    apiserver.kubectl("create", "role", name, "-n", namespace, "--verb=get,list",
+                      "--resource=pods,deployments.apps", "--resource-name=web")
+    apiserver.kubectl("create", "clusterrole", name, "--verb=get", "--non-resource-url=/x/*")
+    apiserver.kubectl("create", "rolebinding", name, "-n", namespace, f"--role={name}",
+                      "--user=ann", "--group=ops", f"--serviceaccount={namespace}:robot")
+    apiserver.kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}",
+                      "--user=ann")
+    try:
+        role = get_json(apiserver, "role", name, "-n", namespace)
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["pods"], "resourceNames": ["web"],
+             "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"],
+             "verbs": ["get", "list"]}]
+        cluster_role = get_json(apiserver, "clusterrole", name)
+        assert cluster_role["rules"] == [{"nonResourceURLs": ["/x/*"], "verbs": ["get"]}]
+        binding = get_json(apiserver, "rolebinding", name, "-n", namespace)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": name}
+        assert binding["subjects"] == [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ann"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"},
+            {"kind": "ServiceAccount", "name": "robot", "namespace": namespace}]
+        cluster_binding = get_json(apiserver, "clusterrolebinding", name)
+        assert cluster_binding["roleRef"]["kind"] == "ClusterRole"
+        # kubectl auth can-i sends a SelfSubjectAccessReview as protobuf too.
+        assert apiserver.kubectl("auth", "can-i", "get", "pods", "-n", namespace
+                                 ).stdout.strip() == "yes"
+    finally:
+        apiserver.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
