@@ -1,15 +1,17 @@
-"""Real-dockerd fixtures: a runtime and a unique pod uid whose containers are always removed."""
+"""Real-dockerd fixtures: a runtime and a unique pod uid whose containers are always removed;
+and a real ``keelson apiserver`` (controllers off) shared by a module's agent tests."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import docker
 import pytest
 
 from nodeagent.runtime.docker import DockerRuntime
 from nodeagent.runtime.interface import LABEL_POD_UID
+from tests.support.apiserver import ApiServer, running_apiserver
 
 PAUSE = "localhost/keelson/pause:1"
 BUSYBOX = "localhost/keelson/busybox:1"
@@ -45,3 +47,10 @@ async def runtime() -> AsyncIterator[DockerRuntime]:
     rt = DockerRuntime()
     yield rt
     await rt.close()
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One real apiserver per module; tests keep apart by node name and namespace."""
+    with running_apiserver(tmp_path_factory.mktemp("apiserver")) as server:
+        yield server

@@ -1,9 +1,11 @@
-"""The whole agent against real dockerd and real netlink, with the fake API server.
+"""The whole agent against real dockerd, real netlink and a real ``keelson apiserver``.
 
-The real apiserver is not wired in yet, so the API side is ``apiclient.testing``'s fake
-(real HTTP, real watch); everything on the node is real: pause sandboxes, busybox
-containers, a bridge and veths in the host namespace (test-named ``kt...`` bridge and
-test CIDR), IPAM files. Every test removes its containers, bridge and data dir.
+The apiserver runs as its own process (``agent_support``; controllers off, so the tests
+play scheduler by creating pods with ``spec.nodeName``); the agent runs in the test's event
+loop with a node's credentials (``system:node:<name>``), and the test reads what a user
+would, as the admin, through a watch. Everything on the node is real: pause sandboxes,
+busybox containers, a bridge and veths in the host namespace (test-named ``kt...`` bridge
+and test CIDR), IPAM files. Every test removes its containers, bridge and data dir.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,25 +27,37 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from apiclient.client import ApiClient
+from apiclient.errors import NotFoundError
+from apiclient.informer import Informer
 from apiclient.resources import LEASES, NODES, PODS
-from apiclient.testing import FakeApiServer
 from nodeagent.agent import AgentOptions, run_agent
 from nodeagent.network import netlink
 from nodeagent.network.bridge import host_veth_name
-from nodeagent.runtime.interface import LABEL_POD_UID
+from tests.e2e.nodeagent.agent_support import (
+    Node,
+    docker_ids,
+    eventually,
+    kubelet_client_ssl,
+    new_node,
+)
 from tests.e2e.nodeagent.conftest import BUSYBOX, _docker_available
+from tests.support.apiserver import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
 
 @dataclass
 class Cluster:
-    server: FakeApiServer
-    client: ApiClient
+    node_env: Node
+    admin: ApiClient  # the test, as a user
+    client: ApiClient  # the agent, as its node
+    pods: Informer  # the admin's view of the test's pods, through a real watch
     options: AgentOptions
-    node: str
-    uids: set[str]
     agent: asyncio.Task | None = None
+
+    @property
+    def node(self) -> str:
+        return self.node_env.name
 
     def start_agent(self) -> None:
         self.agent = asyncio.create_task(
@@ -60,26 +72,18 @@ class Cluster:
         self.agent = None
 
     def pod(self, name: str) -> dict | None:
-        return self.server.objects.get((PODS, f"default/{name}"))
+        return self.pods.store.get(f"{self.node_env.namespace}/{name}")
 
-    def create(self, name: str, containers: list[dict], **spec) -> dict:
-        uid = f"kt-{uuid.uuid4()}"
-        self.uids.add(uid)
-        return self.server.seed(
-            PODS,
-            {
-                "metadata": {"name": name, "namespace": "default", "uid": uid},
-                "spec": {"nodeName": self.node, "containers": containers, **spec},
-            },
-        )
+    async def create(self, name: str, containers: list[dict], **spec) -> dict:
+        pod = await self.admin.create(
+            PODS, self.node_env.pod_manifest(name, containers, **spec),
+            namespace=self.node_env.namespace)
+        self.node_env.uids.add(pod["metadata"]["uid"])
+        return pod
 
-    async def delete(self, name: str) -> None:
-        await self.client.patch(
-            PODS,
-            name,
-            {"metadata": {"deletionTimestamp": "2030-01-01T00:00:00Z"}},
-            namespace="default",
-        )
+    async def delete(self, name: str, *, grace_period_seconds: int | None = None) -> None:
+        await self.admin.delete(PODS, name, namespace=self.node_env.namespace,
+                                grace_period_seconds=grace_period_seconds)
 
     def phase(self, name: str) -> str | None:
         pod = self.pod(name)
@@ -88,29 +92,6 @@ class Cluster:
 
 def sh(name: str, script: str, **extra) -> dict:
     return {"name": name, "image": BUSYBOX, "command": ["sh", "-c", script], **extra}
-
-
-async def eventually(check: Callable[[], object], *, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (KeyError, IndexError, TypeError):  # the status is not there yet
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(0.1)
-
-
-def docker_ids(uid: str) -> set[str]:
-    api = docker.APIClient(version="1.41")
-    try:
-        return {
-            c["Id"] for c in api.containers(all=True, filters={"label": [f"{LABEL_POD_UID}={uid}"]})
-        }
-    finally:
-        api.close()
 
 
 def fetch(ip: str, port: int, *, timeout: float = 3.0) -> str:
@@ -122,57 +103,49 @@ def fetch(ip: str, port: int, *, timeout: float = 3.0) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 async def kubelet_get(cluster: Cluster, path: str) -> tuple[int, str]:
     url = f"https://127.0.0.1:{cluster.options.kubelet_port}{path}"
-    async with aiohttp.ClientSession() as session, session.get(url, ssl=False) as response:
+    context = kubelet_client_ssl(cluster.node_env.server)
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
         return response.status, await response.text()
 
 
 @pytest.fixture
-async def cluster(tmp_path) -> AsyncIterator[Cluster]:
+async def cluster(apiserver, tmp_path) -> AsyncIterator[Cluster]:
     if not _docker_available():
         pytest.skip("needs a running dockerd")
-    bridge = f"kt-br{secrets.token_hex(2)}"
-    node = f"kt-node-{secrets.token_hex(3)}"
-    async with FakeApiServer() as server:
-        client = ApiClient(server.config())
-        options = AgentOptions(
-            kubeconfig="",
-            node_name=node,
-            data_dir=str(tmp_path / "agent"),
-            # a subnet of its own, so a bridge leaked by a crashed run cannot shadow this one
-            pod_cidr=f"10.251.{secrets.randbelow(200) + 10}.0/24",
-            kubelet_port=free_port(),
-            bridge_name=bridge,
-            metrics_bind_address="127.0.0.1:0",
-        )
-        env = Cluster(server, client, options, node, set())
+    node = new_node(apiserver, tmp_path / "agent")
+    admin = ApiClient.from_kubeconfig(apiserver.kubeconfig)
+    client = ApiClient.from_kubeconfig(node.kubeconfig)
+    pods = Informer(admin, PODS, namespace=node.namespace, name="test-pods")
+    options = AgentOptions(
+        kubeconfig=str(node.kubeconfig),
+        node_name=node.name,
+        data_dir=str(node.data_dir),
+        pod_cidr=node.pod_cidr,
+        kubelet_port=free_port(),
+        bridge_name=node.bridge,
+        metrics_bind_address="127.0.0.1:0",
+    )
+    env = Cluster(node, admin, client, pods, options)
+    try:
+        pods.start()
+        await pods.wait_synced(timeout=10)
+        yield env
+    finally:
         try:
-            yield env
+            if env.agent is not None:
+                await env.stop_agent()  # re-raises an agent crash, after clean-up
         finally:
-            try:
-                if env.agent is not None:
-                    await env.stop_agent()  # re-raises an agent crash, after clean-up
-            finally:
-                await client.close()
-                api = docker.APIClient(version="1.41")
-                for uid in env.uids:
-                    for cid in docker_ids(uid):
-                        api.remove_container(cid, force=True, v=True)
-                api.close()
-                for link in [bridge, *(host_veth_name(uid) for uid in env.uids)]:
-                    await asyncio.to_thread(netlink.delete_link, link)
+            await pods.stop()
+            await client.close()
+            await admin.close()
+            await node.cleanup()
 
 
 async def test_pod_runs_reachable_from_host_and_containers_share_localhost(cluster):
     cluster.start_agent()
-    cluster.create(
+    await cluster.create(
         "web",
         [
             sh(
@@ -194,22 +167,30 @@ async def test_pod_runs_reachable_from_host_and_containers_share_localhost(clust
     assert ip.startswith(cluster.options.pod_cidr.removesuffix("0/24"))
     assert all(s["containerID"].startswith("docker://") for s in status["containerStatuses"])
     assert "hello-from-web" in await asyncio.to_thread(fetch, ip, 8080)
-    node = cluster.server.objects[(NODES, cluster.node)]
+    node = await cluster.admin.get(NODES, cluster.node)
     assert {c["type"] for c in node["status"]["conditions"]} >= {"Ready", "MemoryPressure"}
+
+    async def lease_exists() -> bool:
+        try:
+            await cluster.admin.get(LEASES, cluster.node, namespace="kube-node-lease")
+        except NotFoundError:
+            return False
+        return True
+
     # the Lease is renewed by the node-status loop, asynchronously to the pods
-    await eventually(lambda: (LEASES, f"kube-node-lease/{cluster.node}") in cluster.server.objects,
-                     timeout=15)
+    await eventually(lease_exists, timeout=15)
 
     assert await kubelet_get(cluster, "/healthz") == (200, "ok")
     code, pods = await kubelet_get(cluster, "/pods")
     assert code == 200 and '"web"' in pods
+    logs_path = f"/containerLogs/{cluster.node_env.namespace}/web/client"
     for _ in range(50):  # the client container fetches once a second
-        code, logs = await kubelet_get(cluster, "/containerLogs/default/web/client?tailLines=1")
+        code, logs = await kubelet_get(cluster, f"{logs_path}?tailLines=1")
         if logs:
             break
         await asyncio.sleep(0.1)
     assert (code, logs.strip()) == (200, "hello-from-web")
-    code, _ = await kubelet_get(cluster, "/containerLogs/default/web/client?previous=true")
+    code, _ = await kubelet_get(cluster, f"{logs_path}?previous=true")
     assert code == 400
 
 
@@ -217,7 +198,7 @@ async def test_graceful_termination_then_nothing_left(cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     cluster.start_agent()
-    pod = cluster.create(
+    pod = await cluster.create(
         "bye",
         [
             sh(
@@ -238,7 +219,7 @@ async def test_graceful_termination_then_nothing_left(cluster, tmp_path):
     uid = pod["metadata"]["uid"]
 
     started = time.monotonic()
-    await cluster.delete("bye")
+    await cluster.delete("bye", grace_period_seconds=2)  # marks it; the agent finishes it
     await eventually(lambda: cluster.pod("bye") is None)
     took = time.monotonic() - started
 
@@ -253,8 +234,8 @@ async def test_graceful_termination_then_nothing_left(cluster, tmp_path):
 
 async def test_agent_restart_adopts_and_cleans_pods_deleted_meanwhile(cluster):
     cluster.start_agent()
-    stay = cluster.create("stay", [sh("c", "sleep 1000")])
-    leave = cluster.create("leave", [sh("c", "sleep 1000")])
+    stay = await cluster.create("stay", [sh("c", "sleep 1000")])
+    leave = await cluster.create("leave", [sh("c", "sleep 1000")])
     await eventually(
         lambda: cluster.phase("stay") == "Running" and cluster.phase("leave") == "Running"
     )
@@ -262,7 +243,7 @@ async def test_agent_restart_adopts_and_cleans_pods_deleted_meanwhile(cluster):
     ip_before = cluster.pod("stay")["status"]["podIP"]
 
     await cluster.stop_agent()  # the agent goes away; pods keep running
-    cluster.server.remove(PODS, "default/leave")
+    await cluster.delete("leave", grace_period_seconds=0)  # gone at once, no agent to ask
     cluster.start_agent()
 
     await eventually(lambda: docker_ids(leave["metadata"]["uid"]) == set())
@@ -276,9 +257,9 @@ async def test_agent_restart_adopts_and_cleans_pods_deleted_meanwhile(cluster):
 async def test_thirty_pods_get_distinct_ips_and_bad_pods_do_not_block(cluster):
     cluster.start_agent()
     for i in range(30):
-        cluster.create(f"many-{i}", [sh("c", "sleep 1000")])
-    cluster.create("noimage", [{"name": "c", "image": "localhost/keelson/nope:1"}])
-    cluster.create("badcmd", [{"name": "c", "image": BUSYBOX, "command": ["/no/such"]}])
+        await cluster.create(f"many-{i}", [sh("c", "sleep 1000")])
+    await cluster.create("noimage", [{"name": "c", "image": "localhost/keelson/nope:1"}])
+    await cluster.create("badcmd", [{"name": "c", "image": BUSYBOX, "command": ["/no/such"]}])
 
     await eventually(
         lambda: all(cluster.phase(f"many-{i}") == "Running" for i in range(30)), timeout=90
@@ -300,7 +281,7 @@ async def test_thirty_pods_get_distinct_ips_and_bad_pods_do_not_block(cluster):
 
 async def test_http_readiness_and_tcp_liveness_probes(cluster):
     cluster.start_agent()
-    cluster.create(
+    await cluster.create(
         "probed",
         [
             sh(
@@ -340,7 +321,7 @@ async def test_http_readiness_and_tcp_liveness_probes(cluster):
 
 async def test_crash_loop_back_off_grows(cluster):
     cluster.start_agent()
-    cluster.create("crashy", [sh("c", "exit 3")])
+    await cluster.create("crashy", [sh("c", "exit 3")])
 
     def entry() -> dict:
         return cluster.pod("crashy")["status"]["containerStatuses"][0]
@@ -380,8 +361,8 @@ async def test_dockerd_restart_agent_reconnects_and_pods_come_back(cluster):
     if pid is None:
         pytest.skip("dockerd was not started by scripts/setup-host.sh; not restarting it")
     cluster.start_agent()
-    cluster.create("survivor", [sh("main", "trap 'exit 0' TERM; sleep 3600 & wait")],
-                   restartPolicy="Always")
+    await cluster.create("survivor", [sh("main", "trap 'exit 0' TERM; sleep 3600 & wait")],
+                         restartPolicy="Always")
 
     def running_container() -> str | None:
         statuses = (cluster.pod("survivor")["status"].get("containerStatuses") or [{}])
