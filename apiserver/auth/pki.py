@@ -69,17 +69,10 @@ class PKI:
     admin_key: Path
 
 
-def ensure_pki(data_dir: Path, *, hostnames: Sequence[str], ips: Sequence[str]) -> PKI:
-    """Create (or complete) the CA, the serving certificate and the admin client certificate.
-
-    ``hostnames`` and ``ips`` are added to the serving certificate's SANs on top of the
-    loopback addresses, ``localhost`` and the ``kubernetes.default...`` names; pass the
-    node's addresses and the first IP of the service CIDR.
-    """
+def pki_paths(data_dir: Path) -> PKI:
+    """Where the PEM files of the apiserver whose data dir is ``data_dir`` live."""
     pki_dir = Path(data_dir) / "pki"
-    pki_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(pki_dir, 0o700)
-    pki = PKI(
+    return PKI(
         ca_cert=pki_dir / "ca.crt",
         ca_key=pki_dir / "ca.key",
         serving_cert=pki_dir / "apiserver.crt",
@@ -87,6 +80,18 @@ def ensure_pki(data_dir: Path, *, hostnames: Sequence[str], ips: Sequence[str]) 
         admin_cert=pki_dir / "admin.crt",
         admin_key=pki_dir / "admin.key",
     )
+
+
+def ensure_pki(data_dir: Path, *, hostnames: Sequence[str], ips: Sequence[str]) -> PKI:
+    """Create (or complete) the CA, the serving certificate and the admin client certificate.
+
+    ``hostnames`` and ``ips`` are added to the serving certificate's SANs on top of the
+    loopback addresses, ``localhost`` and the ``kubernetes.default...`` names; pass the
+    node's addresses and the first IP of the service CIDR.
+    """
+    pki = pki_paths(data_dir)
+    pki.ca_cert.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(pki.ca_cert.parent, 0o700)
     if not (pki.ca_cert.exists() and pki.ca_key.exists()):
         _create_ca(pki)
     ca_cert, ca_key = _load_ca(pki)

@@ -160,11 +160,7 @@ class ApiServer:
         this server's CA (the way a cluster admin hands out credentials)."""
         from apiserver.auth import pki
 
-        pki_dir = self.data_dir / "pki"
-        authority = pki.PKI(ca_cert=pki_dir / "ca.crt", ca_key=pki_dir / "ca.key",
-                            serving_cert=pki_dir / "apiserver.crt",
-                            serving_key=pki_dir / "apiserver.key",
-                            admin_cert=pki_dir / "admin.crt", admin_key=pki_dir / "admin.key")
+        authority = pki.pki_paths(self.data_dir)
         cert, key = pki.issue_client_cert(authority, common_name=user, groups=list(groups))
         path = self.data_dir / f"user-{user.replace(':', '_')}.kubeconfig"
         pki.write_kubeconfig(path, server=self.url, ca_pem=authority.ca_cert.read_bytes(),

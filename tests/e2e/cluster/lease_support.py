@@ -107,11 +107,7 @@ class LeaseCluster(NetnsCommands):
 
     def _node_kubeconfig(self) -> Path:
         """A kubelet's credentials: a client certificate for ``system:node:<name>``."""
-        pki_dir = self.data_dir / "apiserver" / "pki"
-        authority = pki.PKI(ca_cert=pki_dir / "ca.crt", ca_key=pki_dir / "ca.key",
-                            serving_cert=pki_dir / "apiserver.crt",
-                            serving_key=pki_dir / "apiserver.key",
-                            admin_cert=pki_dir / "admin.crt", admin_key=pki_dir / "admin.key")
+        authority = pki.pki_paths(self.data_dir / "apiserver")
         user = f"system:node:{self.node_name}"
         cert, key = pki.issue_client_cert(authority, common_name=user, groups=["system:nodes"])
         path = self.data_dir / "agent.kubeconfig"
