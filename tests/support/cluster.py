@@ -221,8 +221,10 @@ def running_cluster(tmp_dir: Path, *, namespace_teardown_timeout: float = 40.0
     try:
         create_netns(node_ns, gateway_ns)
         with cluster.log.open("wb") as log:
+            # nsenter joins the netns only: `ip netns exec` would also give keelson a
+            # private mount namespace, hiding the agent's tmpfs volumes from dockerd.
             cluster.process = subprocess.Popen(
-                ["ip", "netns", "exec", node_ns, str(KEELSON), "up", "--data-dir",
+                ["nsenter", f"--net=/run/netns/{node_ns}", str(KEELSON), "up", "--data-dir",
                  str(tmp_dir), "--secure-port", str(PORT)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(lambda: cluster.process.poll() is not None or cluster.readyz(), timeout=60,

@@ -80,9 +80,12 @@ class LeaseCluster(NetnsCommands):
 
     def _spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None
                ) -> subprocess.Popen[bytes]:
-        # `ip netns exec` execs the command in place: the PID we get is keelson's own.
+        # nsenter execs the command in place (the PID we get is keelson's own) and joins
+        # the netns only: `ip netns exec` would also give keelson a private mount
+        # namespace, hiding the agent's tmpfs volumes from dockerd.
         with (self.data_dir / f"{name}.log").open("wb") as log:
-            return subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], stdout=log,
+            return subprocess.Popen(["nsenter", f"--net=/run/netns/{self.netns}", *argv],
+                                    stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**os.environ, **(env or {})})
 
